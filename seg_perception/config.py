@@ -1,0 +1,148 @@
+"""Configuration: parsed once into immutable records, validated with readable errors.
+
+Node defaults live in ``config/<node>.yaml`` (ROS parameter-file format, ``/**`` so any node
+name and namespace match). The node declares its ROS parameters with those defaults, so a
+node started with no arguments runs on the file, and ``--params-file``/``-p`` override it.
+The CLI, replay and benchmarks build the same records from the same files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError
+from .inference.base import BACKEND_CHOICES, DEVICE_CHOICES, PRECISION_CHOICES
+from .models import semantic_architecture
+from .resources import config_path, resolve
+
+RELIABILITY_CHOICES = ("reliable", "best_effort")
+
+
+def load_param_file(path: str | Path) -> dict[str, Any]:
+    """The ``ros__parameters`` of a ROS parameter file (first node entry, usually ``/**``)."""
+    p = Path(path)
+    try:
+        raw = yaml.safe_load(p.read_text())
+    except (OSError, yaml.YAMLError) as err:
+        raise ConfigError(f"cannot read parameter file {p}: {err}") from err
+    if not isinstance(raw, dict):
+        raise ConfigError(f"parameter file {p} is not a mapping")
+    for entry in raw.values():
+        if isinstance(entry, dict) and isinstance(entry.get("ros__parameters"), dict):
+            return dict(entry["ros__parameters"])
+    raise ConfigError(f"parameter file {p} has no 'ros__parameters' section")
+
+
+def node_defaults(node: str) -> dict[str, Any]:
+    """Defaults of a node: ``config/<node>.yaml`` (node = semantic | instance | perception)."""
+    return load_param_file(config_path(f"{node}.yaml"))
+
+
+def _choice(params: Mapping[str, Any], key: str, choices: tuple[str, ...]) -> str:
+    value = str(params[key])
+    if value not in choices:
+        raise ConfigError(f"parameter {key}: {value!r} is not one of {list(choices)}")
+    return value
+
+
+def _positive_int(params: Mapping[str, Any], key: str) -> int:
+    value = params[key]
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigError(f"parameter {key}: expected a positive integer, got {value!r}")
+    return value
+
+
+def _fraction(params: Mapping[str, Any], key: str) -> float:
+    value = params[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+        raise ConfigError(f"parameter {key}: expected a number in [0, 1], got {value!r}")
+    return float(value)
+
+
+def _require(params: Mapping[str, Any], cls: type) -> None:
+    missing = [f.name for f in fields(cls) if f.name not in params]
+    if missing:
+        raise ConfigError(f"missing parameters: {', '.join(missing)}")
+
+
+@dataclass(frozen=True)
+class SemanticModelConfig:
+    """Everything needed to build the semantic core, independent of ROS."""
+
+    model: str
+    checkpoint: str  # "" = untrained (seeded) weights
+    labels: str
+    input_height: int
+    input_width: int
+    backend: str
+    device: str
+    precision: str
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> SemanticModelConfig:
+        _require(params, cls)
+        arch = semantic_architecture(str(params["model"]))
+        height, width = _positive_int(params, "input_height"), _positive_int(params, "input_width")
+        if height % arch.size_divisor or width % arch.size_divisor:
+            raise ConfigError(
+                f"input size {width}x{height} (width x height): {arch.name} needs both to be "
+                f"multiples of {arch.size_divisor}"
+            )
+        checkpoint = str(params["checkpoint"])
+        if checkpoint:
+            path = resolve(checkpoint)
+            if not path.is_file():
+                raise ConfigError(f"parameter checkpoint: file not found: {path}")
+            checkpoint = str(path)
+        return cls(
+            model=arch.name,
+            checkpoint=checkpoint,
+            labels=str(params["labels"]),
+            input_height=height,
+            input_width=width,
+            backend=_choice(params, "backend", BACKEND_CHOICES),
+            device=_choice(params, "device", DEVICE_CHOICES),
+            precision=_choice(params, "precision", PRECISION_CHOICES),
+        )
+
+
+@dataclass(frozen=True)
+class NodeIOConfig:
+    """Topics, QoS and output switches of a node (plain values; the ros layer maps them)."""
+
+    image_topic: str
+    compressed_topic: str  # "" = no compressed subscription
+    input_reliability: str
+    input_depth: int
+    output_reliability: str
+    output_depth: int
+    publish_confidence: bool
+    publish_overlay: bool
+    overlay_alpha: float
+    diagnostics_period: float
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> NodeIOConfig:
+        _require(params, cls)
+        if not str(params["image_topic"]):
+            raise ConfigError("parameter image_topic: must not be empty")
+        period = params["diagnostics_period"]
+        if isinstance(period, bool) or not isinstance(period, (int, float)) or period <= 0:
+            raise ConfigError(f"parameter diagnostics_period: expected seconds > 0, got {period!r}")
+        return cls(
+            image_topic=str(params["image_topic"]),
+            compressed_topic=str(params["compressed_topic"]),
+            input_reliability=_choice(params, "input_reliability", RELIABILITY_CHOICES),
+            input_depth=_positive_int(params, "input_depth"),
+            output_reliability=_choice(params, "output_reliability", RELIABILITY_CHOICES),
+            output_depth=_positive_int(params, "output_depth"),
+            publish_confidence=bool(params["publish_confidence"]),
+            publish_overlay=bool(params["publish_overlay"]),
+            overlay_alpha=_fraction(params, "overlay_alpha"),
+            diagnostics_period=float(period),
+        )

@@ -1,0 +1,13 @@
+"""Inference backends behind one interface (see :mod:`.base`)."""
+
+from .base import BACKEND_CHOICES, DEVICE_CHOICES, PRECISION_CHOICES, SemanticBackend, SemanticOutput
+from .registry import create_semantic_backend
+
+__all__ = [
+    "BACKEND_CHOICES",
+    "DEVICE_CHOICES",
+    "PRECISION_CHOICES",
+    "SemanticBackend",
+    "SemanticOutput",
+    "create_semantic_backend",
+]

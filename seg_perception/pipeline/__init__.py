@@ -1,0 +1,1 @@
+"""The pipeline core shared by nodes, replay, benchmarks and tests (no rclpy here)."""

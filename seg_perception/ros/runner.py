@@ -1,0 +1,57 @@
+"""Process entry for a node: one error boundary, spin, and an ordered shutdown.
+
+Order matters: the worker thread publishes, so it is joined before the node is destroyed,
+and the executor is shut down before rclpy (a spinning executor at rclpy.shutdown() aborts).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+
+import rclpy
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+
+from ..errors import SegPerceptionError
+from ..resources import config_path
+
+
+PROFILE_VARS = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")
+
+
+def use_large_image_profile() -> None:
+    """Unless the user configured Fast DDS, use our profile so best-effort camera frames
+    larger than 0.5 MB are not lost (see config/fastdds_large_images.xml)."""
+    if any(os.environ.get(v) for v in PROFILE_VARS):
+        return
+    if os.environ.get("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp") != "rmw_fastrtps_cpp":
+        return
+    profile = config_path("fastdds_large_images.xml")
+    if profile.is_file():
+        os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = str(profile)
+
+
+def run_node(factory: Callable[[], "rclpy.node.Node"], args: list[str] | None = None) -> int:
+    use_large_image_profile()
+    rclpy.init(args=args)
+    try:
+        node = factory()
+    except SegPerceptionError as err:
+        print(f"error: {err}", file=sys.stderr)
+        rclpy.try_shutdown()
+        return 2
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        close = getattr(node, "close", None)
+        if close is not None:
+            close()
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0

@@ -1,0 +1,71 @@
+"""Shared fixtures. ROS tests run in their own DDS domain, on localhost only, and leave no
+process behind (every node started here is stopped and reaped in teardown)."""
+
+from __future__ import annotations
+
+import os
+import random
+
+# Isolate from any other ROS graph on the machine before rclpy is imported anywhere.
+os.environ["ROS_DOMAIN_ID"] = str(random.Random(os.getpid()).randint(30, 99))
+os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
+# Camera-sized best-effort samples need the shared-memory profile (see the XML's comment).
+os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "config", "fastdds_large_images.xml"
+)
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from seg_perception.config import node_defaults  # noqa: E402
+from seg_perception.models import build_semantic_model  # noqa: E402
+
+SMALL = {"input_height": 128, "input_width": 256, "backend": "torch", "device": "cpu"}
+
+
+def spatially_varied_model(seed: int) -> torch.nn.Module:
+    """Untrained DeepLab whose class map is not constant, so equality checks mean something.
+
+    A freshly initialised DeepLab predicts one class everywhere: the mean feature dominates
+    the logits. Calibrating BatchNorm on a few smooth random batches and centring the last
+    layer's bias on the mean feature makes the argmax vary across the image.
+    """
+    model, _ = build_semantic_model("deeplabv3_mobilenet_v3_large", 19, None, seed=seed)
+    gen = torch.Generator().manual_seed(seed)
+    batches = [
+        torch.nn.functional.interpolate(torch.rand(4, 3, 16, 32, generator=gen), size=(128, 256), mode="bilinear")
+        for _ in range(3)
+    ]
+    feats: list[torch.Tensor] = []
+    with torch.no_grad():
+        model.train()
+        for x in batches:
+            model(x)
+        model.eval()
+        hook = model.classifier[4].register_forward_hook(lambda m, inp, out: feats.append(inp[0].mean((0, 2, 3))))
+        for x in batches:
+            model(x)
+        hook.remove()
+        weight = model.classifier[4].weight[:, :, 0, 0]
+        model.classifier[4].bias.copy_(-(weight @ torch.stack(feats).mean(0)))
+    return model
+
+
+@pytest.fixture(scope="session")
+def semantic_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A torchvision-layout DeepLabV3-MobileNetV3 checkpoint with non-default random weights."""
+    model = spatially_varied_model(seed=1234)
+    path = tmp_path_factory.mktemp("ckpt") / "deeplab_mnv3.pth"
+    torch.save(model.state_dict(), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def small_semantic_params(semantic_checkpoint: Path) -> dict:
+    """Node defaults with a small input size and the test checkpoint (fast on 2 CPU cores)."""
+    params = node_defaults("semantic")
+    params.update(SMALL, checkpoint=str(semantic_checkpoint))
+    return params
