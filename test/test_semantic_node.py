@@ -16,7 +16,7 @@ from seg_perception.config import SemanticModelConfig
 from seg_perception.image_conversion import decode_compressed, decode_image
 from seg_perception.pipeline.semantic import SemanticSegmenter
 
-from .ros_graph import REPO, GraphClient, NodeProcess, find_message, node_command
+from seg_perception.ros.harness import GraphClient, NodeProcess, find_message, node_command, node_env
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 MODULE = "seg_perception.ros.semantic_node"
@@ -223,7 +223,7 @@ def test_overloaded_node_drops_stale_frames_with_bounded_latency(small_semantic_
 def test_node_refuses_bad_parameters_with_one_line(small_semantic_params: dict, override, message) -> None:  # noqa: ANN001
     params = dict(small_semantic_params, **override)
     proc = subprocess.run(
-        node_command(MODULE, "/bad", params), cwd=REPO, capture_output=True, text=True, timeout=120
+        node_command(MODULE, "/bad", params), env=node_env(), capture_output=True, text=True, timeout=120
     )
     assert proc.returncode == 2, proc.stdout + proc.stderr
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]

@@ -1,4 +1,5 @@
-"""Helpers for tests that run real nodes over DDS: a node process and an in-test client."""
+"""Run real nodes over DDS from Python: a node in its own process, and an in-process client
+node that publishes and records. Used by the demo and by the ROS graph tests."""
 
 from __future__ import annotations
 
@@ -16,12 +17,21 @@ import rclpy
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
+from std_msgs.msg import Header
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+def node_env() -> dict[str, str]:
+    """Environment for a node process: ours, with this package importable from a checkout."""
+    env = dict(os.environ)
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
+    return env
 
 
-def node_command(module: str, namespace: str, params: dict[str, Any]) -> list[str]:
+def node_command(module: str, namespace: str, params: dict[str, Any], params_file: str | None = None) -> list[str]:
+    """``python -m module --ros-args`` with a namespace, an optional parameter file and -p overrides."""
     cmd = [sys.executable, "-m", module, "--ros-args", "-r", f"__ns:={namespace}"]
+    if params_file:
+        cmd += ["--params-file", params_file]
     for key, value in params.items():
         if isinstance(value, bool):
             value = str(value).lower()
@@ -32,10 +42,12 @@ def node_command(module: str, namespace: str, params: dict[str, Any]) -> list[st
 class NodeProcess:
     """A node executable running in its own process; stopped with SIGINT like Ctrl-C."""
 
-    def __init__(self, module: str, namespace: str, params: dict[str, Any]) -> None:
+    def __init__(
+        self, module: str, namespace: str, params: dict[str, Any], params_file: str | None = None
+    ) -> None:
         self.proc = subprocess.Popen(
-            node_command(module, namespace, params),
-            cwd=REPO,
+            node_command(module, namespace, params, params_file),
+            env=node_env(),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -123,6 +135,9 @@ class GraphClient:
 
     def now_msg(self):  # noqa: ANN201
         return self.node.get_clock().now().to_msg()
+
+    def now_msg_header(self, frame_id: str) -> Header:
+        return Header(stamp=self.now_msg(), frame_id=frame_id)
 
     def close(self) -> None:
         self._stop.set()

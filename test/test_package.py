@@ -1,0 +1,95 @@
+"""Static checks of what a ROS install relies on: launch files, console scripts, package.xml.
+
+launch/launch_ros cannot be installed here, so launch files are checked by reading them:
+every executable they start is a console script of setup.py and every package file they
+name exists."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+LAUNCH_FILES = sorted((REPO / "launch").glob("*.launch.py"))
+
+
+def console_scripts() -> set[str]:
+    tree = ast.parse((REPO / "setup.py").read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.keyword) and node.arg == "entry_points":
+            scripts = ast.literal_eval(node.value)["console_scripts"]
+            return {entry.split("=")[0].strip() for entry in scripts}
+    raise AssertionError("setup.py has no entry_points")
+
+
+def _calls(tree: ast.AST, name: str) -> list[ast.Call]:
+    return [
+        n for n in ast.walk(tree)
+        if isinstance(n, ast.Call) and getattr(n.func, "id", getattr(n.func, "attr", None)) == name
+    ]
+
+
+def _kw(call: ast.Call, name: str) -> ast.expr | None:
+    return next((k.value for k in call.keywords if k.arg == name), None)
+
+
+def test_there_are_launch_files() -> None:
+    assert any(p.name == "semantic.launch.py" for p in LAUNCH_FILES)
+
+
+@pytest.mark.parametrize("launch_file", LAUNCH_FILES, ids=lambda p: p.name)
+def test_launch_file_starts_only_console_scripts(launch_file: Path) -> None:
+    tree = ast.parse(launch_file.read_text())
+    assert _calls(tree, "generate_launch_description") or any(
+        isinstance(n, ast.FunctionDef) and n.name == "generate_launch_description" for n in ast.walk(tree)
+    )
+    nodes = _calls(tree, "Node")
+    assert nodes, "launch file starts no node"
+    scripts = console_scripts()
+    for node in nodes:
+        assert ast.literal_eval(_kw(node, "package")) == "seg_perception"
+        executable = ast.literal_eval(_kw(node, "executable"))
+        assert executable in scripts, f"{launch_file.name}: {executable} is not a console script"
+
+
+@pytest.mark.parametrize("launch_file", LAUNCH_FILES, ids=lambda p: p.name)
+def test_launch_file_names_only_files_that_exist(launch_file: Path) -> None:
+    tree = ast.parse(launch_file.read_text())
+    for join in _calls(tree, "PathJoinSubstitution"):
+        parts = join.args[0]
+        assert isinstance(parts, ast.List)
+        share = parts.elts[0]
+        assert isinstance(share, ast.Call) and ast.literal_eval(share.args[0]) == "seg_perception"
+        relative = Path(*[ast.literal_eval(e) for e in parts.elts[1:]])
+        assert (REPO / relative).is_file(), f"{launch_file.name} names missing {relative}"
+
+
+def test_package_xml_declares_run_dependencies() -> None:
+    root = ET.parse(REPO / "package.xml").getroot()
+    assert root.get("format") == "3"
+    deps = {e.text for e in root.iter("exec_depend")}
+    for dep in ("rclpy", "sensor_msgs", "std_msgs", "diagnostic_msgs", "visualization_msgs",
+                "python3-numpy", "python3-opencv", "launch_ros"):
+        assert dep in deps
+    assert root.find("export/build_type").text == "ament_python"
+    assert (REPO / "resource" / "seg_perception").is_file()
+
+
+def test_node_executables_are_console_scripts() -> None:
+    assert {"seg-perception", "semantic_segmentation_node"} <= console_scripts()
+
+
+def test_cli_reports_errors_in_one_line_and_exits_non_zero(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "seg_perception.cli", "segment", str(tmp_path / "missing.png"),
+         "--out", str(tmp_path), "-p", "backend=nope"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].startswith("seg-perception: error: parameter backend")
+    assert "Traceback" not in proc.stderr
