@@ -77,6 +77,41 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(Path(args.out), args.frames, args.seed, semantic_params(args))
 
 
+def cmd_synth(args: argparse.Namespace) -> int:
+    from .synthetic import CONDITIONS, generate_drive, generate_frame, write_cityscapes
+
+    if args.frames <= 0:
+        raise SegPerceptionError(f"--frames must be positive, got {args.frames}")
+    if args.condition and args.condition not in CONDITIONS:
+        raise SegPerceptionError(f"--condition must be one of {list(CONDITIONS)}, got {args.condition!r}")
+
+    def frames():  # noqa: ANN202 - generator of SyntheticFrame
+        if args.drive or args.bag:
+            return generate_drive(args.seed, args.frames, args.width, args.height, args.fps, args.condition)
+        return (generate_frame(args.seed, i, args.width, args.height, args.condition) for i in range(args.frames))
+
+    paths = write_cityscapes(args.out, frames(), split=args.split)
+    print(f"wrote {len(paths)} frames in the Cityscapes layout under {args.out}")
+    if args.bag:
+        from .bags import write_drive_bag
+
+        bag = write_drive_bag(args.bag, frames(), fps=args.fps, storage=args.storage, compressed=args.compressed)
+        print(f"wrote drive bag {bag} ({args.storage}, {args.fps:g} Hz)")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .training import SemanticTrainConfig, train_semantic
+
+    if args.model != "semantic":
+        raise SegPerceptionError(f"train --model {args.model}: only 'semantic' is implemented so far")
+    cfg = SemanticTrainConfig(out=args.out, seed=args.seed, iterations=args.iterations, batch_size=args.batch_size,
+                              height=args.height, width=args.width, device=args.device)
+    final = train_semantic(cfg, resume=not args.no_resume)
+    print(f"checkpoint: {final}")
+    return 0
+
+
 def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="parameter file (ROS format) overriding config/semantic.yaml")
     p.add_argument("-p", "--param", action="append", metavar="KEY=VALUE", help="override one parameter")
@@ -102,6 +137,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", default="out/bench/semantic.json")
     _add_model_options(p)
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("synth", help="generate road scenes: Cityscapes layout and/or a drive bag")
+    p.add_argument("--out", required=True, help="folder for leftImg8bit/ and gtFine/")
+    p.add_argument("--frames", type=int, default=20)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--width", type=int, default=1024)
+    p.add_argument("--height", type=int, default=512)
+    p.add_argument("--condition", help="force one condition (default: drawn per frame/drive)")
+    p.add_argument("--split", default="val")
+    p.add_argument("--drive", action="store_true", help="consecutive frames of one drive (default with --bag)")
+    p.add_argument("--bag", help="also write a rosbag2 drive here (camera + ground-truth topics)")
+    p.add_argument("--storage", choices=["sqlite3", "mcap"], default="sqlite3")
+    p.add_argument("--compressed", choices=["", "jpeg", "png"], default="", help="camera as CompressedImage")
+    p.add_argument("--fps", type=float, default=10.0)
+    p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("train", help="train a default model on generated road scenes")
+    p.add_argument("--model", choices=["semantic", "instance"], default="semantic")
+    p.add_argument("--out", default="out/train/semantic")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--iterations", type=int, default=600)
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--height", type=int, default=256)
+    p.add_argument("--width", type=int, default=512)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--no-resume", action="store_true", help="start over even if OUT/last.pth exists")
+    p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("demo", help="synthetic drive -> semantic node over DDS -> overlays + metrics")
     p.add_argument("--out", default="out/demo")

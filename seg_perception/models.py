@@ -166,10 +166,13 @@ class SemanticHead(nn.Module):
         self.register_buffer("scale", 1.0 / (255.0 * std_t), persistent=False)
         self.register_buffer("shift", -torch.tensor(mean).view(1, 3, 1, 1) / std_t, persistent=False)
 
+    def logits(self, frames: torch.Tensor) -> torch.Tensor:
+        """(N, C, H, W) class scores for uint8 (N, H, W, 3) frames (training, evaluation)."""
+        x = frames.permute(0, 3, 1, 2).to(self.scale.dtype) * self.scale + self.shift
+        return self.model(x)["out"]
+
     def forward(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        dtype = self.scale.dtype
-        x = frames.permute(0, 3, 1, 2).to(dtype) * self.scale + self.shift
-        logits = self.model(x)["out"]
+        logits = self.logits(frames)
         if not self.with_confidence:
             empty = torch.empty(0, dtype=torch.uint8, device=frames.device)
             return logits.argmax(1).to(torch.uint8), empty
