@@ -42,7 +42,6 @@ from typing import Iterable, Iterator
 import cv2
 import numpy as np
 
-from .errors import ConfigError
 from .labels import LabelSet, load_label_set
 
 __all__ = [
