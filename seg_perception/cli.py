@@ -100,6 +100,12 @@ def cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .metrics.run import main_eval
+
+    return main_eval(args.pred, args.gt, args.json)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from .training import SemanticTrainConfig, train_semantic
 
@@ -164,6 +170,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.add_argument("--no-resume", action="store_true", help="start over even if OUT/last.pth exists")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="Cityscapes/COCO metrics of prediction files (equal to the official tools)")
+    p.add_argument("--pred", required=True, help="folder with <stem>_classes.png, _instances.png/.json, _panoptic.png")
+    p.add_argument("--gt", required=True, help="Cityscapes-layout folder with gtFine/.../*_gtFine_labelIds.png")
+    p.add_argument("--json", help="also write the results here")
+    p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("demo", help="synthetic drive -> semantic node over DDS -> overlays + metrics")
     p.add_argument("--out", default="out/demo")
