@@ -40,6 +40,8 @@ setup(
         "console_scripts": [
             "seg-perception = seg_perception.cli:main",
             "semantic_segmentation_node = seg_perception.ros.semantic_node:main",
+            "instance_segmentation_node = seg_perception.ros.instance_node:main",
+            "perception_node = seg_perception.ros.perception_node:main",
         ],
     },
 )

@@ -34,8 +34,27 @@ def load_param_file(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"parameter file {p} is not a mapping")
     for entry in raw.values():
         if isinstance(entry, dict) and isinstance(entry.get("ros__parameters"), dict):
-            return dict(entry["ros__parameters"])
+            return flatten(entry["ros__parameters"])
     raise ConfigError(f"parameter file {p} has no 'ros__parameters' section")
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested parameter dicts -> dotted names, as ROS names them (``semantic.model``)."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def section(params: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+    """The parameters under ``prefix.`` with the prefix removed (``prefix=""``: all of them)."""
+    if not prefix:
+        return dict(params)
+    dotted = prefix + "."
+    return {k[len(dotted):]: v for k, v in params.items() if k.startswith(dotted)}
 
 
 def node_defaults(node: str) -> dict[str, Any]:
@@ -87,27 +106,78 @@ class SemanticModelConfig:
     def from_params(cls, params: Mapping[str, Any]) -> SemanticModelConfig:
         _require(params, cls)
         arch = semantic_architecture(str(params["model"]))
-        height, width = _positive_int(params, "input_height"), _positive_int(params, "input_width")
-        if height % arch.size_divisor or width % arch.size_divisor:
-            raise ConfigError(
-                f"input size {width}x{height} (width x height): {arch.name} needs both to be "
-                f"multiples of {arch.size_divisor}"
-            )
-        checkpoint = str(params["checkpoint"])
-        if checkpoint:
-            path = resolve(checkpoint)
-            if not path.is_file():
-                raise ConfigError(f"parameter checkpoint: file not found: {path}")
-            checkpoint = str(path)
+        height, width = _input_size(params, arch.size_divisor, arch.name)
         return cls(
             model=arch.name,
-            checkpoint=checkpoint,
+            checkpoint=_checkpoint(params),
             labels=str(params["labels"]),
             input_height=height,
             input_width=width,
             backend=_choice(params, "backend", BACKEND_CHOICES),
             device=_choice(params, "device", DEVICE_CHOICES),
             precision=_choice(params, "precision", PRECISION_CHOICES),
+        )
+
+
+def _checkpoint(params: Mapping[str, Any], key: str = "checkpoint") -> str:
+    checkpoint = str(params[key])
+    if not checkpoint:
+        return ""
+    path = resolve(checkpoint)
+    if not path.is_file():
+        raise ConfigError(f"parameter {key}: file not found: {path}")
+    return str(path)
+
+
+def _input_size(params: Mapping[str, Any], divisor: int, model: str) -> tuple[int, int]:
+    height, width = _positive_int(params, "input_height"), _positive_int(params, "input_width")
+    if height % divisor or width % divisor:
+        raise ConfigError(
+            f"input size {width}x{height} (width x height): {model} needs both to be multiples of {divisor}"
+        )
+    return height, width
+
+
+@dataclass(frozen=True)
+class InstanceModelConfig:
+    """Everything needed to build the instance (Mask R-CNN) core, independent of ROS."""
+
+    model: str
+    checkpoint: str  # "" = untrained (seeded) weights
+    coco_mapping: str  # "" = our own checkpoint layout; else a mapping name/path for COCO checkpoints
+    labels: str
+    input_height: int
+    input_width: int
+    backend: str
+    device: str
+    precision: str
+    score_threshold: float
+    mask_threshold: float
+    max_instances: int
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> InstanceModelConfig:
+        from .instance_models import instance_architecture
+
+        _require(params, cls)
+        arch = instance_architecture(str(params["model"]))
+        height, width = _input_size(params, arch.size_divisor, arch.name)
+        backend = _choice(params, "backend", BACKEND_CHOICES)
+        if backend not in ("auto", "torch"):
+            raise ConfigError(f"parameter backend: {backend!r} is not available for instance models yet (torch only)")
+        return cls(
+            model=arch.name,
+            checkpoint=_checkpoint(params),
+            coco_mapping=str(params["coco_mapping"]),
+            labels=str(params["labels"]),
+            input_height=height,
+            input_width=width,
+            backend=backend,
+            device=_choice(params, "device", DEVICE_CHOICES),
+            precision=_choice(params, "precision", PRECISION_CHOICES),
+            score_threshold=_fraction(params, "score_threshold"),
+            mask_threshold=_fraction(params, "mask_threshold"),
+            max_instances=_positive_int(params, "max_instances"),
         )
 
 

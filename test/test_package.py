@@ -39,7 +39,7 @@ def _kw(call: ast.Call, name: str) -> ast.expr | None:
 
 
 def test_there_are_launch_files() -> None:
-    assert any(p.name == "semantic.launch.py" for p in LAUNCH_FILES)
+    assert {"semantic.launch.py", "instance.launch.py", "perception.launch.py"} <= {p.name for p in LAUNCH_FILES}
 
 
 @pytest.mark.parametrize("launch_file", LAUNCH_FILES, ids=lambda p: p.name)
@@ -81,7 +81,7 @@ def test_package_xml_declares_run_dependencies() -> None:
 
 
 def test_node_executables_are_console_scripts() -> None:
-    assert {"seg-perception", "semantic_segmentation_node"} <= console_scripts()
+    assert {"seg-perception", "semantic_segmentation_node", "instance_segmentation_node", "perception_node"} <= console_scripts()
 
 
 def test_cli_reports_errors_in_one_line_and_exits_non_zero(tmp_path: Path) -> None:

@@ -18,10 +18,12 @@ from rclpy.node import Node
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
-from ..config import NodeIOConfig, node_defaults
+from ..config import InstanceModelConfig, NodeIOConfig, node_defaults
 from ..errors import ImageError, SegPerceptionError
 from ..frame_buffer import LatestFrameBuffer
 from ..image_conversion import DecodedImage, decode_compressed, decode_image
+from ..inference.registry import resolve_device
+from ..pipeline.semantic import SemanticSegmenter
 from ..stats import RollingStats
 from .diagnostics import OK, WARN, diagnostic_array
 from .parameters import declare_from_defaults
@@ -55,6 +57,7 @@ class SegmentationNodeBase(Node):
         self.buffer = LatestFrameBuffer()
         self.stats = RollingStats()
         self.inference_errors = 0
+        self.overlays_rendered = 0  # counted, so tests can prove overlays cost nothing unwatched
         self._out_qos = qos_profile(self.io.output_reliability, self.io.output_depth)
         self.setup_publishers()
         in_qos = qos_profile(self.io.input_reliability, self.io.input_depth)
@@ -83,6 +86,27 @@ class SegmentationNodeBase(Node):
         return {}
 
     # -- helpers for concrete nodes -----------------------------------------------------
+    def count_overlay(self) -> None:
+        self.overlays_rendered += 1
+
+    def semantic_diagnostics(self, segmenter: SemanticSegmenter) -> dict[str, Any]:
+        backend = segmenter.backend
+        return {
+            "model": segmenter.config.model,
+            "backend": backend.name,
+            "device": backend.device,
+            "precision": backend.precision,
+            "checkpoint": segmenter.config.checkpoint or "untrained",
+        }
+
+    def instance_diagnostics(self, config: InstanceModelConfig) -> dict[str, Any]:
+        return {
+            "instance_model": config.model,
+            "instance_backend": "torch",
+            "instance_device": resolve_device(config.device),
+            "instance_checkpoint": config.checkpoint or "untrained",
+        }
+
     def output_publisher(self, msg_type: type, topic: str):  # noqa: ANN201 - rclpy Publisher
         return self.create_publisher(msg_type, topic, self._out_qos)
 
@@ -155,6 +179,7 @@ class SegmentationNodeBase(Node):
             "frames_dropped": total["dropped"],
             "bad_input": total["bad_input"],
             "inference_errors": self.inference_errors,
+            "overlays_rendered": self.overlays_rendered,
             **self.diagnostic_values(),
         }
         degraded = total["bad_input"] or self.inference_errors
@@ -169,3 +194,17 @@ class SegmentationNodeBase(Node):
                 values=values,
             )
         )
+
+
+def describe_semantic(node: Node, segmenter: SemanticSegmenter) -> str:
+    """One log line about the semantic core; warns when it runs untrained weights."""
+    cfg, backend = segmenter.config, segmenter.backend
+    if not cfg.checkpoint:
+        node.get_logger().warning(f"no checkpoint configured for {cfg.model}: UNTRAINED weights, output is meaningless")
+    return f"{cfg.model} on {backend.name}/{backend.device}/{backend.precision}, input {cfg.input_width}x{cfg.input_height}"
+
+
+def describe_instance(node: Node, cfg: InstanceModelConfig) -> str:
+    if not cfg.checkpoint:
+        node.get_logger().warning(f"no checkpoint configured for {cfg.model}: UNTRAINED weights, output is meaningless")
+    return f"{cfg.model} on torch/{resolve_device(cfg.device)}/{cfg.precision}, input {cfg.input_width}x{cfg.input_height}"

@@ -1,0 +1,43 @@
+"""instance_segmentation_node: camera frames in, Mask R-CNN instance maps out."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ..config import InstanceModelConfig
+from ..pipeline.factory import instance_from_config
+from .node_base import InputFrame, SegmentationNodeBase, describe_instance
+from .outputs import InstanceOutputs
+from .runner import run_node
+
+
+class InstanceSegmentationNode(SegmentationNodeBase):
+    config_name = "instance"
+
+    def __init__(self, node_name: str = "instance_segmentation_node", **kwargs: Any) -> None:
+        super().__init__(node_name, **kwargs)
+
+    def setup_core(self, params: dict[str, Any]) -> None:
+        self.instance_config = InstanceModelConfig.from_params(params)
+        self.segmenter = instance_from_config(self.instance_config)
+        self.core_description = describe_instance(self, self.instance_config)
+
+    def setup_publishers(self) -> None:
+        self.instance = InstanceOutputs(self, self.segmenter)
+
+    def process(self, frames: Sequence[InputFrame]) -> None:
+        for frame, result in zip(frames, self.segmenter.segment([f.image for f in frames])):
+            self.instance.publish(frame, result)
+            self.published(frame)
+
+    def diagnostic_values(self) -> dict[str, Any]:
+        return self.instance_diagnostics(self.instance_config)
+
+
+def main(args: list[str] | None = None) -> int:
+    return run_node(InstanceSegmentationNode, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
