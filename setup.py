@@ -9,7 +9,7 @@ PACKAGE = "seg_perception"
 
 
 def tree(pattern: str) -> list[str]:
-    return [p for p in glob(pattern, recursive=True) if not p.endswith((".engine", ".plan"))]
+    return [p for p in glob(pattern, recursive=True) if not p.endswith((".engine", ".plan", ".engine.json", ".onnx"))]
 
 
 def data_dirs() -> list[tuple[str, list[str]]]:

@@ -107,15 +107,82 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .training import SemanticTrainConfig, train_semantic
+    from .training import TrainConfig, train
 
-    if args.model != "semantic":
-        raise SegPerceptionError(f"train --model {args.model}: only 'semantic' is implemented so far")
-    cfg = SemanticTrainConfig(out=args.out, seed=args.seed, iterations=args.iterations, batch_size=args.batch_size,
-                              height=args.height, width=args.width, device=args.device)
-    final = train_semantic(cfg, resume=not args.no_resume)
-    print(f"checkpoint: {final}")
+    model = args.arch or {"semantic": "deeplabv3_mobilenet_v3_large", "instance": "maskrcnn_mobilenet_v3_large_fpn"}[args.model]
+    cfg = TrainConfig(out=args.out or f"out/train/{args.model}", task=args.model, model=model, seed=args.seed,
+                      iterations=args.iterations, batch_size=args.batch_size, height=args.height, width=args.width,
+                      lr=args.lr, device=args.device)
+    train(cfg, resume=not args.no_resume)
     return 0
+
+
+def _engines_defaults(args: argparse.Namespace):  # noqa: ANN202
+    """(config, precision, onnx path, engine path) from the semantic params and the flags."""
+    from .config import SemanticModelConfig
+    from .inference.engine_build import artifact_paths
+
+    config = SemanticModelConfig.from_params(semantic_params(args))
+    precision = args.precision or config.precision
+    onnx_path, engine_path = artifact_paths(args.engines_dir, config.model, (config.input_height, config.input_width), precision)
+    return config, precision, Path(getattr(args, "onnx", None) or onnx_path), Path(getattr(args, "engine", None) or engine_path)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .inference.onnx_export import describe, export_semantic_onnx, load_calibration_frames, read_onnx_metadata
+    from .labels import load_label_set
+    from .models import build_semantic_model
+
+    config, precision, onnx_path, _ = _engines_defaults(args)
+    out = Path(args.out) if args.out else onnx_path
+    size = (config.input_height, config.input_width)
+    model, _ = build_semantic_model(config.model, load_label_set(config.labels).num_classes, config.checkpoint or None)
+    calib = load_calibration_frames(args.calib, size, args.calib_limit) if args.calib else None
+    path = export_semantic_onnx(model, out, size, precision, calib, max_batch=args.max_batch,
+                                int8_high_precision=args.int8_high_precision)
+    print(f"{path}: {describe(read_onnx_metadata(path))}")
+    return 0
+
+
+def cmd_build_engine(args: argparse.Namespace) -> int:
+    from .inference.engine_build import build_engine
+    from .inference.tensorrt_backend import engine_summary
+
+    _, precision, onnx_path, engine_path = _engines_defaults(args)
+    build_engine(onnx_path, engine_path, precision, min_batch=args.min_batch, opt_batch=args.opt_batch,
+                 max_batch=args.max_batch, workspace_mb=args.workspace_mb, timing_cache=args.timing_cache,
+                 rtx_targets=args.rtx_target or (), library=args.library)
+    print(engine_summary(engine_path))
+    return 0
+
+
+def add_engine_commands(sub) -> None:  # noqa: ANN001 - argparse subparsers; call from build_parser()
+    p = sub.add_parser("export", help="export the semantic model to ONNX (fp32 | fp16 AutoCast | int8 Q/DQ), verified in ONNX Runtime")
+    p.add_argument("--precision", choices=("fp32", "fp16", "int8"), help="default: the config's precision")
+    p.add_argument("--out", help="ONNX path (default: <engines-dir>/<model>_<H>x<W>_<precision>.onnx)")
+    p.add_argument("--engines-dir", default="engines")
+    p.add_argument("--calib", help="calibration frames: .npy uint8 (N,H,W,3) RGB or a folder of png/jpg (int8: required)")
+    p.add_argument("--calib-limit", type=int, default=256, help="use at most this many calibration frames")
+    p.add_argument("--max-batch", type=int, default=8)
+    p.add_argument("--int8-high-precision", choices=("fp16", "fp32"), default="fp16",
+                   help="dtype between int8 Q/DQ pairs: fp16 for TensorRT (default), fp32 for ONNX Runtime CPU")
+    _add_model_options(p)
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("build-engine", help="build a TensorRT engine (+ JSON sidecar) from an exported ONNX")
+    p.add_argument("--precision", choices=("fp32", "fp16", "int8"), help="precision of the ONNX graph (default: config)")
+    p.add_argument("--onnx", help="default: <engines-dir>/<model>_<H>x<W>_<precision>.onnx")
+    p.add_argument("--engine", help="default: the ONNX path with .engine")
+    p.add_argument("--engines-dir", default="engines")
+    p.add_argument("--min-batch", type=int, default=1)
+    p.add_argument("--opt-batch", type=int, default=1)
+    p.add_argument("--max-batch", type=int, default=4)
+    p.add_argument("--workspace-mb", type=int, default=2048)
+    p.add_argument("--timing-cache", help="TensorRT timing cache file, read and updated (TensorRT-RTX has none)")
+    p.add_argument("--rtx-target", action="append", metavar="CC", help="TensorRT-RTX compute capability, e.g. 8.6 (repeatable)")
+    p.add_argument("--library", choices=("tensorrt", "tensorrt_rtx"), help="default: tensorrt if importable, else tensorrt_rtx")
+    _add_model_options(p)
+    p.set_defaults(func=cmd_build_engine)
 
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
@@ -161,7 +228,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a default model on generated road scenes")
     p.add_argument("--model", choices=["semantic", "instance"], default="semantic")
-    p.add_argument("--out", default="out/train/semantic")
+    p.add_argument("--arch", help="architecture (default: the light one of the task)")
+    p.add_argument("--out", help="default out/train/<model>")
+    p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--iterations", type=int, default=600)
     p.add_argument("--batch-size", type=int, default=4)
@@ -183,6 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=7)
     _add_model_options(p)
     p.set_defaults(func=cmd_demo)
+
+    add_engine_commands(sub)
     return parser
 
 

@@ -101,6 +101,7 @@ class SemanticModelConfig:
     backend: str
     device: str
     precision: str
+    engines_dir: str  # where exported ONNX and TensorRT engines are looked up (never downloaded)
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> SemanticModelConfig:
@@ -116,6 +117,7 @@ class SemanticModelConfig:
             backend=_choice(params, "backend", BACKEND_CHOICES),
             device=_choice(params, "device", DEVICE_CHOICES),
             precision=_choice(params, "precision", PRECISION_CHOICES),
+            engines_dir=str(resolve(str(params["engines_dir"]))),
         )
 
 

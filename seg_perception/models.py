@@ -168,7 +168,8 @@ class SemanticHead(nn.Module):
 
     def logits(self, frames: torch.Tensor) -> torch.Tensor:
         """(N, C, H, W) class scores for uint8 (N, H, W, 3) frames (training, evaluation)."""
-        x = frames.permute(0, 3, 1, 2).to(self.scale.dtype) * self.scale + self.shift
+        # Cast before the permute: TensorRT's ONNX parser rejects a Transpose of uint8.
+        x = frames.to(self.scale.dtype).permute(0, 3, 1, 2) * self.scale + self.shift
         return self.model(x)["out"]
 
     def forward(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -3,7 +3,7 @@
 Reproducible from the seed: the data stream is ``generate_frame(seed, i)`` for a fixed
 sequence of indices, model initialisation and augmentation draw from seeded generators, and
 the run can stop and resume from ``last.pth`` (model, optimiser, schedule, iteration) without
-changing the result's recipe. Runs on the CPU (2 cores: see the model card for time) or CUDA.
+changing the recipe. Runs on the CPU (see the model cards for the time on 2 cores) or CUDA.
 """
 
 from __future__ import annotations
@@ -11,25 +11,29 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from .errors import SegPerceptionError
 from .evaluation import confusion_matrix, summarize
-from .labels import load_label_set
-from .models import SemanticHead, build_semantic_model
+from .labels import LabelSet, load_label_set
+from .models import IMAGENET_MEAN, IMAGENET_STD, SemanticHead, build_semantic_model
 from .synthetic import CONDITIONS, generate_frame
 
 EVAL_SEED_OFFSET = 100_000  # evaluation frames come from a seed the training never sees
 
 
 @dataclass(frozen=True)
-class SemanticTrainConfig:
+class TrainConfig:
     out: str
+    task: str = "semantic"  # semantic | instance
     model: str = "deeplabv3_mobilenet_v3_large"
     labels: str = "cityscapes"
     seed: int = 0
@@ -45,8 +49,9 @@ class SemanticTrainConfig:
     workers: int = 1
 
 
-class SyntheticSemanticData(Dataset):
-    """Frame i of the training stream: uint8 (H, W, 3) RGB and int64 (H, W) train ids."""
+class SyntheticData(Dataset):
+    """Frame i of the training stream, horizontally flipped by a seeded coin:
+    uint8 (H, W, 3) RGB, (H, W) uint8 train ids, (H, W) uint16 instance ids."""
 
     def __init__(self, seed: int, height: int, width: int, length: int) -> None:
         self.seed, self.height, self.width, self.length = seed, height, width, length
@@ -54,12 +59,38 @@ class SyntheticSemanticData(Dataset):
     def __len__(self) -> int:
         return self.length
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         frame = generate_frame(self.seed, index, self.width, self.height)
-        image, target = frame.image, frame.train_ids
-        if np.random.default_rng([self.seed, index, 99]).random() < 0.5:  # seeded horizontal flip
-            image, target = image[:, ::-1], target[:, ::-1]
-        return torch.from_numpy(np.ascontiguousarray(image)), torch.from_numpy(target.astype(np.int64))
+        arrays = (frame.image, frame.train_ids, frame.instance_ids)
+        if np.random.default_rng([self.seed, index, 99]).random() < 0.5:
+            arrays = tuple(a[:, ::-1] for a in arrays)
+        return tuple(np.ascontiguousarray(a) for a in arrays)
+
+
+def instance_targets(instance_ids: np.ndarray, labels: LabelSet, min_area: int = 16) -> dict[str, torch.Tensor]:
+    """torchvision detection targets from a Cityscapes instanceIds image. Model classes are
+    background + the label set's thing classes in train-id order."""
+    class_of = {c.id: i + 1 for i, c in enumerate(labels.thing_classes)}
+    boxes, classes, masks = [], [], []
+    for value in np.unique(instance_ids[instance_ids >= 1000]):
+        cls = class_of.get(int(value) // 1000)
+        mask = instance_ids == value
+        if cls is None or mask.sum() < min_area:
+            continue
+        ys, xs = np.nonzero(mask)
+        boxes.append([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
+        classes.append(cls)
+        masks.append(mask)
+    h, w = instance_ids.shape
+    return {
+        "boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
+        "labels": torch.tensor(classes, dtype=torch.int64),
+        "masks": torch.from_numpy(np.stack(masks)) if masks else torch.zeros((0, h, w), dtype=torch.uint8),
+    }
+
+
+def _collate(batch: list) -> list:
+    return batch
 
 
 def _progress(it: int, total: int, loss: float, started: float) -> None:
@@ -71,78 +102,150 @@ def _progress(it: int, total: int, loss: float, started: float) -> None:
     sys.stderr.flush()
 
 
-def train_semantic(cfg: SemanticTrainConfig, resume: bool = True) -> Path:
-    """Train, checkpointing to ``<out>/last.pth``; returns the path of ``<out>/final.pth``."""
+def _train_loop(
+    cfg: TrainConfig, model: nn.Module, loss_fn: Callable[[list], torch.Tensor], stop_after: int | None = None
+) -> float | None:
+    """Optimise ``model`` over the seeded stream with AdamW + one-cycle; checkpoint and resume.
+    Returns the training time in seconds (resumed runs included), or None when it stopped
+    early at ``stop_after`` iterations (checkpointed, as an interrupted run would be)."""
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    labels = load_label_set(cfg.labels)
-    model, _ = build_semantic_model(cfg.model, labels.num_classes, None, seed=cfg.seed)
-    head = SemanticHead(model).to(cfg.device).train()
-    params = [p for p in head.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.iterations, pct_start=0.1)
     start_it, elapsed_before = 0, 0.0
     last = out / "last.pth"
-    if resume and last.is_file():
+    if last.is_file():
         state = torch.load(last, map_location=cfg.device, weights_only=False)
         if state["config"] != asdict(cfg):
-            raise SystemExit(f"{last} was written with another configuration; use a new --out or --no-resume")
-        head.model.load_state_dict(state["model"])
+            raise SegPerceptionError(f"{last} was written with another configuration; use a new --out or --no-resume")
+        model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         start_it, elapsed_before = state["iteration"], state["elapsed_s"]
+        torch.set_rng_state(state["rng"])  # dropout draws continue where they stopped
         print(f"resuming from {last} at iteration {start_it}")
-    data = SyntheticSemanticData(cfg.seed, cfg.height, cfg.width, cfg.iterations * cfg.batch_size)
+    data = SyntheticData(cfg.seed, cfg.height, cfg.width, cfg.iterations * cfg.batch_size)
     # The sampler walks the fixed index sequence from where the run stopped.
     indices = list(range(start_it * cfg.batch_size, cfg.iterations * cfg.batch_size))
     loader = DataLoader(data, batch_size=cfg.batch_size, sampler=indices, num_workers=cfg.workers,
-                        persistent_workers=cfg.workers > 0)
+                        collate_fn=_collate, persistent_workers=cfg.workers > 0,
+                        # its own generator: creating the iterator must not draw from the global
+                        # RNG, or a resumed run's dropout draws would shift
+                        generator=torch.Generator().manual_seed(cfg.seed))
     started = time.monotonic() - elapsed_before
     it = start_it
-    for frames, targets in loader:
-        frames, targets = frames.to(cfg.device), targets.to(cfg.device)
-        loss = torch.nn.functional.cross_entropy(head.logits(frames), targets, ignore_index=labels.ignore_train_id)
+    model.train()
+    for batch in loader:
+        loss = loss_fn(batch)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         sched.step()
         it += 1
         _progress(it, cfg.iterations, float(loss), started)
-        if it % cfg.checkpoint_every == 0 or it == cfg.iterations:
-            torch.save({"model": head.model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                        "iteration": it, "elapsed_s": time.monotonic() - started, "config": asdict(cfg)}, last)
+        if it % cfg.checkpoint_every == 0 or it in (cfg.iterations, stop_after):
+            torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                        "iteration": it, "elapsed_s": time.monotonic() - started, "config": asdict(cfg),
+                        "rng": torch.get_rng_state()}, last)
+        if it == stop_after:
+            return None
     sys.stderr.write("\n")
-    train_s = time.monotonic() - started
-    head.eval()
-    metrics = evaluate_semantic_head(head, cfg, labels)
-    final = out / "final.pth"
+    model.eval()
+    return time.monotonic() - started
+
+
+def train(cfg: TrainConfig, resume: bool = True, stop_after: int | None = None) -> Path | None:
+    """Train the configured task; writes ``<out>/final.pth`` (fp16 card) and ``metrics.json``.
+    With ``stop_after`` it checkpoints and returns None after that many iterations."""
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if not resume:
+        (out / "last.pth").unlink(missing_ok=True)
+    labels = load_label_set(cfg.labels)
+    torch.manual_seed(cfg.seed)
+    if cfg.task == "semantic":
+        model, _ = build_semantic_model(cfg.model, labels.num_classes, None, seed=cfg.seed)
+        head = SemanticHead(model).to(cfg.device)
+
+        def loss_fn(batch: list) -> torch.Tensor:
+            frames = torch.from_numpy(np.stack([b[0] for b in batch])).to(cfg.device)
+            targets = torch.from_numpy(np.stack([b[1] for b in batch]).astype(np.int64)).to(cfg.device)
+            return nn.functional.cross_entropy(head.logits(frames), targets, ignore_index=labels.ignore_train_id)
+
+        train_s = _train_loop(cfg, head.model, loss_fn, stop_after)
+        if train_s is None:
+            return None
+        metrics = evaluate_semantic_head(head, cfg, labels)
+        trained, extra = head.model, {}
+    elif cfg.task == "instance":
+        from .instance_models import build_instance_model, instance_class_names
+
+        names = instance_class_names(labels)
+        model, _ = build_instance_model(cfg.model, len(names), None, seed=cfg.seed,
+                                        min_size=min(cfg.height, cfg.width), max_size=max(cfg.height, cfg.width))
+        model.to(cfg.device)
+
+        def loss_fn(batch: list) -> torch.Tensor:
+            images = [torch.from_numpy(b[0]).permute(2, 0, 1).float().div(255).to(cfg.device) for b in batch]
+            targets = [{k: v.to(cfg.device) for k, v in instance_targets(b[2], labels).items()} for b in batch]
+            return sum(model(images, targets).values())
+
+        train_s = _train_loop(cfg, model, loss_fn, stop_after)
+        if train_s is None:
+            return None
+        metrics = evaluate_instance_model(model, cfg, labels)
+        trained, extra = model, {"classes": names}
+    else:
+        raise SegPerceptionError(f"unknown task {cfg.task!r}; expected semantic or instance")
     meta = {
         "arch": cfg.model, "labels": labels.name, "input_size": [cfg.height, cfg.width],
-        "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225],
-        "train_config": asdict(cfg), "train_time_s": round(train_s, 1), "metrics": metrics,
-        "torch": torch.__version__,
+        "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "train_config": asdict(cfg),
+        "train_time_s": round(train_s, 1), "metrics": metrics, "torch": str(torch.__version__), **extra,
     }
-    half = {k: (v.half() if v.is_floating_point() else v) for k, v in head.model.state_dict().items()}
+    half = {k: (v.half() if v.is_floating_point() else v) for k, v in trained.state_dict().items()}
+    final = out / "final.pth"
     torch.save({"model": half, "meta": meta}, final)
     (out / "metrics.json").write_text(json.dumps(meta, indent=2))
-    print(f"trained {cfg.iterations} iterations in {train_s / 60:.1f} min; mIoU {metrics['all']['mIoU'] * 100:.1f} %")
+    print(f"trained {cfg.iterations} iterations in {train_s / 60:.1f} min; checkpoint {final}")
     return final
 
 
 @torch.inference_mode()
-def evaluate_semantic_head(head: SemanticHead, cfg: SemanticTrainConfig, labels: Any) -> dict[str, Any]:
+def evaluate_semantic_head(head: SemanticHead, cfg: TrainConfig, labels: LabelSet) -> dict[str, Any]:
     """mIoU per condition on held-out generated frames (a seed training never used)."""
+    head.eval()
     per_condition: dict[str, Any] = {}
     total = np.zeros((labels.num_classes, labels.num_classes), np.int64)
-    seed = cfg.seed + EVAL_SEED_OFFSET
     for c, condition in enumerate(CONDITIONS):
         conf = np.zeros_like(total)
         for i in range(cfg.eval_frames_per_condition):
-            frame = generate_frame(seed, c * 1000 + i, cfg.width, cfg.height, condition)
-            x = torch.from_numpy(frame.image)[None].to(cfg.device)
-            pred = head(x)[0][0].cpu().numpy()
+            frame = generate_frame(cfg.seed + EVAL_SEED_OFFSET, c * 1000 + i, cfg.width, cfg.height, condition)
+            pred = head(torch.from_numpy(frame.image)[None].to(cfg.device))[0][0].cpu().numpy()
             conf += confusion_matrix(pred, frame.train_ids, labels.num_classes)
         total += conf
         per_condition[condition] = {k: v for k, v in summarize(conf, labels.class_names).items() if k != "iou"}
     return {"all": summarize(total, labels.class_names), "per_condition": per_condition,
             "frames": cfg.eval_frames_per_condition * len(CONDITIONS)}
+
+
+@torch.inference_mode()
+def evaluate_instance_model(model: nn.Module, cfg: TrainConfig, labels: LabelSet) -> dict[str, Any]:
+    """Cityscapes instance AP / AP50 (equal to the official tool) per condition, held-out frames."""
+    from .image_conversion import ColorOrder, DecodedImage
+    from .metrics.cityscapes import InstanceEvaluator
+    from .pipeline.instance import InstanceSegmenter
+
+    segmenter = InstanceSegmenter(model, labels, (cfg.height, cfg.width), device=cfg.device, score_threshold=0.3)
+    overall, per_condition = InstanceEvaluator(), {}
+    for c, condition in enumerate(CONDITIONS):
+        evaluator = InstanceEvaluator()
+        for i in range(cfg.eval_frames_per_condition):
+            frame = generate_frame(cfg.seed + EVAL_SEED_OFFSET, c * 1000 + i, cfg.width, cfg.height, condition)
+            result = segmenter.segment([DecodedImage(frame.image, ColorOrder.RGB)])[0]
+            scores = [(r.value, r.score) for r in result.instances]
+            for ev in (evaluator, overall):
+                ev.add(frame.instance_ids, result.instance_map, scores)
+        res = evaluator.result()
+        per_condition[condition] = {"AP": res["AP"], "AP50": res["AP50"]}
+    res = overall.result()
+    return {"all": {"AP": res["AP"], "AP50": res["AP50"], "classes": res["classes"]},
+            "per_condition": per_condition, "frames": cfg.eval_frames_per_condition * len(CONDITIONS)}

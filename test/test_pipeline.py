@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import threading
 
 import numpy as np
@@ -13,6 +14,7 @@ from seg_perception.errors import BackendError, CheckpointError, ConfigError
 from seg_perception.frame_buffer import LatestFrameBuffer
 from seg_perception.image_conversion import ColorOrder, DecodedImage
 from seg_perception.inference import SemanticBackend, create_semantic_backend
+from seg_perception.inference.registry import SemanticArtifacts
 from seg_perception.models import build_semantic_model, read_checkpoint
 from seg_perception.pipeline.postprocess import blend_overlay, upsample_nearest
 from seg_perception.pipeline.preprocess import resize_batch
@@ -137,15 +139,34 @@ def test_checkpoint_that_is_not_a_torch_file_is_rejected(tmp_path) -> None:  # n
 
 def _small(**kw) -> SemanticModelConfig:  # noqa: ANN003
     base = dict(model="deeplabv3_mobilenet_v3_large", checkpoint="", labels="cityscapes", input_height=64,
-                input_width=128, backend="torch", device="cpu", precision="fp32")
+                input_width=128, backend="torch", device="cpu", precision="fp32", engines_dir="engines")
     return SemanticModelConfig(**{**base, **kw})
 
 
-@pytest.mark.parametrize("backend_name", ["torch", "auto"])
-def test_every_backend_honours_the_semantic_backend_contract(backend_name: str) -> None:
+@pytest.mark.parametrize(
+    "backend_name",
+    [
+        "torch",
+        pytest.param("onnxruntime", marks=pytest.mark.skipif(
+            importlib.util.find_spec("onnxruntime") is None, reason="needs requirements-accel.txt")),
+        "auto",
+        pytest.param("tensorrt", marks=pytest.mark.skipif(
+            not torch.cuda.is_available() or importlib.util.find_spec("tensorrt") is None,
+            reason="needs a CUDA GPU and TensorRT")),
+    ],
+)
+def test_every_backend_honours_the_semantic_backend_contract(backend_name: str, tmp_path) -> None:  # noqa: ANN001
     """One contract for all backends: uint8 (N, H, W, 3) in, uint8 class ids (+ confidence) out."""
     build = lambda: build_semantic_model("deeplabv3_mobilenet_v3_large", 19, None)[0]  # noqa: E731
-    backend = create_semantic_backend(backend_name, "cpu", "fp32", build)
+    artifacts, device = SemanticArtifacts(tmp_path / "s.onnx", None, (64, 128)), "cpu"
+    if backend_name == "tensorrt":
+        from seg_perception.inference.engine_build import build_engine
+        from seg_perception.inference.onnx_export import export_semantic_onnx
+
+        onnx_path = export_semantic_onnx(build(), tmp_path / "s.onnx", (64, 128), "fp32", max_batch=2)
+        build_engine(onnx_path, tmp_path / "s.engine", "fp32", max_batch=2)
+        artifacts, device = SemanticArtifacts(onnx_path, tmp_path / "s.engine", (64, 128)), "cuda"
+    backend = create_semantic_backend(backend_name, device, "fp32", build, artifacts)
     assert isinstance(backend, SemanticBackend)
     frames = np.random.default_rng(0).integers(0, 256, (2, 64, 128, 3), np.uint8)
     out = backend.run(frames, with_confidence=True)

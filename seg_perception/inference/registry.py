@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -14,11 +16,42 @@ from .torch_backend import TorchSemanticBackend
 
 log = logging.getLogger(__name__)
 
-# name -> factory(model builder, device, precision). ONNX Runtime and TensorRT register here
-# once they exist; until then asking for them by name is a clear error and auto picks torch.
-SEMANTIC_BACKENDS: dict[str, Callable[[Callable[[], nn.Module], str, str], SemanticBackend]] = {
-    "torch": lambda build, device, precision: TorchSemanticBackend(build(), device, precision),
-}
+
+@dataclass(frozen=True)
+class SemanticArtifacts:
+    """Files of one (model, input size, precision): the exported ONNX and the TensorRT engine
+    built from it (see engine_build.artifact_paths). None = not known; input_size None = the
+    ONNX Runtime graph is exported with a dynamic size."""
+
+    onnx: Path | None = None
+    engine: Path | None = None
+    input_size: tuple[int, int] | None = None
+
+
+Factory = Callable[[Callable[[], nn.Module], str, str, SemanticArtifacts], SemanticBackend]
+
+
+def _torch(build: Callable[[], nn.Module], device: str, precision: str, artifacts: SemanticArtifacts) -> SemanticBackend:
+    return TorchSemanticBackend(build(), device, precision)
+
+
+def _onnxruntime(build: Callable[[], nn.Module], device: str, precision: str, artifacts: SemanticArtifacts) -> SemanticBackend:
+    from .onnxruntime_backend import OnnxRuntimeSemanticBackend
+
+    return OnnxRuntimeSemanticBackend.from_model(build(), device, precision, artifacts.input_size, artifacts.onnx)
+
+
+def _tensorrt(build: Callable[[], nn.Module], device: str, precision: str, artifacts: SemanticArtifacts) -> SemanticBackend:
+    from .tensorrt_backend import TensorRTSemanticBackend
+
+    if artifacts.engine is None:
+        raise BackendError("backend tensorrt needs an engine: seg-perception export, then seg-perception build-engine")
+    return TensorRTSemanticBackend(artifacts.engine, device, precision, onnx_path=artifacts.onnx)
+
+
+# name -> factory(model builder, device, precision, artifacts)
+SEMANTIC_BACKENDS: dict[str, Factory] = {"torch": _torch, "onnxruntime": _onnxruntime, "tensorrt": _tensorrt}
+AUTO_ORDER = ("tensorrt", "onnxruntime", "torch")
 
 
 def resolve_device(device: str) -> str:
@@ -28,20 +61,35 @@ def resolve_device(device: str) -> str:
 
 
 def create_semantic_backend(
-    backend: str, device: str, precision: str, build_model: Callable[[], nn.Module]
+    backend: str,
+    device: str,
+    precision: str,
+    build_model: Callable[[], nn.Module],
+    artifacts: SemanticArtifacts | None = None,
 ) -> SemanticBackend:
-    """Create the requested backend. ``auto`` takes the first usable of tensorrt,
-    onnxruntime, torch and logs why it chose it."""
+    """Create the requested backend. ``auto`` takes the first usable of tensorrt (a valid
+    engine exists), onnxruntime, torch, and logs its choice and why it skipped the others."""
     if backend not in BACKEND_CHOICES:
         raise ConfigError(f"unknown backend {backend!r}; expected one of {list(BACKEND_CHOICES)}")
     device = resolve_device(device)
+    artifacts = artifacts or SemanticArtifacts()
     if backend == "auto":
-        for candidate in ("tensorrt", "onnxruntime", "torch"):
-            if candidate in SEMANTIC_BACKENDS:
-                log.info("backend auto: using %s on %s (%s)", candidate, device, precision)
-                return SEMANTIC_BACKENDS[candidate](build_model, device, precision)
-    if backend not in SEMANTIC_BACKENDS:
-        raise BackendError(
-            f"backend {backend!r} is not available in this build; available: {sorted(SEMANTIC_BACKENDS)}"
-        )
-    return SEMANTIC_BACKENDS[backend](build_model, device, precision)
+        skipped: list[str] = []
+        for candidate in AUTO_ORDER:
+            if candidate == "tensorrt" and (artifacts.engine is None or not artifacts.engine.is_file()):
+                skipped.append("tensorrt: no engine built")
+                continue
+            if candidate == "onnxruntime" and (artifacts.onnx is None or not artifacts.onnx.is_file()):
+                # auto never exports at start-up (seconds to minutes on a CPU); `backend: onnxruntime` does
+                skipped.append("onnxruntime: no exported ONNX")
+                continue
+            try:
+                chosen = SEMANTIC_BACKENDS[candidate](build_model, device, precision, artifacts)
+            except BackendError as err:
+                skipped.append(f"{candidate}: {err}")
+                continue
+            log.info("backend auto: using %s on %s (%s)%s", candidate, chosen.device, precision,
+                     f"; skipped {'; '.join(skipped)}" if skipped else "")
+            return chosen
+        raise BackendError(f"backend auto: no backend can run {precision} on {device}: " + "; ".join(skipped))
+    return SEMANTIC_BACKENDS[backend](build_model, device, precision, artifacts)

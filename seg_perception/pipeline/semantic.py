@@ -12,6 +12,8 @@ import numpy as np
 from ..config import SemanticModelConfig
 from ..image_conversion import DecodedImage, to_rgb
 from ..inference import SemanticBackend, create_semantic_backend
+from ..inference.engine_build import artifact_paths
+from ..inference.registry import SemanticArtifacts
 from ..labels import LabelSet, load_label_set
 from ..models import build_semantic_model
 from .postprocess import blend_overlay, upsample_nearest
@@ -42,7 +44,10 @@ class SemanticSegmenter:
     def from_config(cls, config: SemanticModelConfig) -> SemanticSegmenter:
         labels = load_label_set(config.labels)
         build = partial(_build_checked, config, labels)
-        backend = create_semantic_backend(config.backend, config.device, config.precision, build)
+        size = (config.input_height, config.input_width)
+        onnx, engine = artifact_paths(config.engines_dir, config.model, size, config.precision)
+        artifacts = SemanticArtifacts(onnx, engine, size)
+        backend = create_semantic_backend(config.backend, config.device, config.precision, build, artifacts)
         return cls(config, backend, labels)
 
     @property
