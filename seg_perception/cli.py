@@ -112,7 +112,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     model = args.arch or {"semantic": "deeplabv3_mobilenet_v3_large", "instance": "maskrcnn_mobilenet_v3_large_fpn"}[args.model]
     cfg = TrainConfig(out=args.out or f"out/train/{args.model}", task=args.model, model=model, seed=args.seed,
                       iterations=args.iterations, batch_size=args.batch_size, height=args.height, width=args.width,
-                      lr=args.lr, device=args.device)
+                      lr=args.lr, device=args.device, init=args.init or "")
     train(cfg, resume=not args.no_resume)
     return 0
 
@@ -231,6 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--arch", help="architecture (default: the light one of the task)")
     p.add_argument("--out", help="default out/train/<model>")
     p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--init", help="start from this checkpoint (fine-tuning / a second stage)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--iterations", type=int, default=600)
     p.add_argument("--batch-size", type=int, default=4)

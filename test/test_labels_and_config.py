@@ -47,8 +47,9 @@ def test_semantic_defaults_parse_into_records() -> None:
     params = node_defaults("semantic")
     model = SemanticModelConfig.from_params(params)
     io = NodeIOConfig.from_params(params)
-    assert model.model == "deeplabv3_mobilenet_v3_large" and model.checkpoint == ""
-    assert (model.input_height, model.input_width) == (512, 1024)
+    assert model.model == "deeplabv3_mobilenet_v3_large"
+    assert model.checkpoint.endswith("engines/deeplabv3_mobilenet_v3_large_synth.pth")  # resolved, exists
+    assert (model.input_height, model.input_width) == (256, 512)
     assert io.input_reliability == "best_effort" and io.output_reliability == "reliable"
 
 

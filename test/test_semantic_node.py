@@ -233,7 +233,7 @@ def test_node_refuses_bad_parameters_with_one_line(small_semantic_params: dict, 
 
 
 def test_node_starts_with_no_arguments_on_config_defaults() -> None:
-    """No parameters at all: config/semantic.yaml's defaults, untrained weights with a warning."""
+    """No parameters at all: config/semantic.yaml's defaults, with the shipped trained weights."""
     node = NodeProcess(MODULE, "/noargs", {})
     client = GraphClient("noargs_client")
     try:
@@ -242,7 +242,8 @@ def test_node_starts_with_no_arguments_on_config_defaults() -> None:
         assert client.wait_for(lambda: pub.get_subscription_count() > 0, 60), node.output
         msg = stamped(make_image("rgb8", 320, 240), client, "noargs")
         assert publish_until(client, pub, msg, "/noargs/semantic/class_map", timeout=60) is not None
-        assert "UNTRAINED" in node.output
+        assert "UNTRAINED" not in node.output
+        assert "deeplabv3_mobilenet_v3_large on torch/cpu/fp32, input 512x256" in node.output
     finally:
         client.close()
         assert node.stop() == 0, node.output
