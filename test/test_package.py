@@ -42,31 +42,41 @@ def test_there_are_launch_files() -> None:
     assert {"semantic.launch.py", "instance.launch.py", "perception.launch.py"} <= {p.name for p in LAUNCH_FILES}
 
 
+def _launch_calls(launch_file: Path) -> list[ast.Call]:
+    tree = ast.parse(launch_file.read_text())
+    assert any(isinstance(n, ast.FunctionDef) and n.name == "generate_launch_description" for n in ast.walk(tree))
+    calls = _calls(tree, "camera_node_launch")
+    assert calls, f"{launch_file.name} starts no node"
+    return calls
+
+
 @pytest.mark.parametrize("launch_file", LAUNCH_FILES, ids=lambda p: p.name)
 def test_launch_file_starts_only_console_scripts(launch_file: Path) -> None:
-    tree = ast.parse(launch_file.read_text())
-    assert _calls(tree, "generate_launch_description") or any(
-        isinstance(n, ast.FunctionDef) and n.name == "generate_launch_description" for n in ast.walk(tree)
-    )
-    nodes = _calls(tree, "Node")
-    assert nodes, "launch file starts no node"
     scripts = console_scripts()
-    for node in nodes:
-        assert ast.literal_eval(_kw(node, "package")) == "seg_perception"
-        executable = ast.literal_eval(_kw(node, "executable"))
+    for call in _launch_calls(launch_file):
+        executable = ast.literal_eval(_kw(call, "executable"))
         assert executable in scripts, f"{launch_file.name}: {executable} is not a console script"
 
 
 @pytest.mark.parametrize("launch_file", LAUNCH_FILES, ids=lambda p: p.name)
 def test_launch_file_names_only_files_that_exist(launch_file: Path) -> None:
-    tree = ast.parse(launch_file.read_text())
-    for join in _calls(tree, "PathJoinSubstitution"):
-        parts = join.args[0]
-        assert isinstance(parts, ast.List)
-        share = parts.elts[0]
-        assert isinstance(share, ast.Call) and ast.literal_eval(share.args[0]) == "seg_perception"
-        relative = Path(*[ast.literal_eval(e) for e in parts.elts[1:]])
-        assert (REPO / relative).is_file(), f"{launch_file.name} names missing {relative}"
+    for call in _launch_calls(launch_file):
+        params = ast.literal_eval(_kw(call, "params_file"))
+        assert (REPO / "config" / params).is_file(), f"{launch_file.name} names missing config/{params}"
+
+
+def test_launch_description_runs_this_package_with_installed_config() -> None:
+    """The shared description starts a launch_ros Node of this package, its parameter file
+    found under the installed share/seg_perception/config."""
+    tree = ast.parse((REPO / "seg_perception" / "launch_description.py").read_text())
+    (node,) = _calls(tree, "Node")
+    assert ast.literal_eval(_kw(node, "package")) == "seg_perception"
+    assert isinstance(_kw(node, "executable"), ast.Name)  # the launch file's executable
+    (join,) = _calls(tree, "PathJoinSubstitution")
+    share, config = join.args[0].elts[:2]
+    assert ast.literal_eval(share.args[0]) == "seg_perception" and ast.literal_eval(config) == "config"
+    declared = {ast.literal_eval(c.args[0]) for c in _calls(tree, "DeclareLaunchArgument")}
+    assert declared == {"namespace", "image", "compressed_image", "params_file", "use_sim_time"}
 
 
 def test_package_xml_declares_run_dependencies() -> None:
