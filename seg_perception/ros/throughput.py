@@ -3,7 +3,8 @@ on the same camera stream over DDS (``python -m seg_perception.ros.throughput``)
 
 A camera publishes one generated 1280x720 frame at ``--rate`` Hz (faster than the models) for
 ``--seconds``; we count the frames for which every output arrived: class map and instance
-map (plus the panoptic map for the combined node). Both set-ups use the same weights and
+map (plus the panoptic map for the combined node), and each output's own rate. Separate
+nodes pick their newest frames independently, so few frames get both outputs. Both set-ups use the same weights and
 input sizes, so the difference is decoding/pre-processing once and sharing one process.
 """
 
@@ -55,7 +56,9 @@ def _run(nodes: list[tuple[str, dict[str, Any]]], outputs: list[str], seconds: f
             for t in outputs
         ]
         complete = set.intersection(*stamps)
-        return {"sent": sent, "complete_frames": len(complete), "frames_per_s": len(complete) / seconds}
+        per_output = {t: round(len(st) / seconds, 2) for t, st in zip(outputs, stamps)}
+        return {"sent": sent, "complete_frames": len(complete), "frames_per_s": len(complete) / seconds,
+                "per_output_frames_per_s": per_output}
     finally:
         client.close()
         for p in procs:
