@@ -40,6 +40,7 @@ def semantic_params(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_segment(args: argparse.Namespace) -> int:
+    """Class maps of image files in the Cityscapes convention (label ids), so `eval` reads them."""
     import cv2
     import numpy as np
 
@@ -48,19 +49,22 @@ def cmd_segment(args: argparse.Namespace) -> int:
     from .pipeline.semantic import SemanticSegmenter
 
     segmenter = SemanticSegmenter.from_config(SemanticModelConfig.from_params(semantic_params(args)))
+    to_label_id = segmenter.labels.train_to_label_id()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    for path in args.images:
+    images = [Path(p) for p in args.images]
+    images = [f for p in images for f in (sorted(p.rglob("*.png")) + sorted(p.rglob("*.jpg")) if p.is_dir() else [p])]
+    for path in images:
         bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if bgr is None:
             raise SegPerceptionError(f"cannot read image {path}")
         image = DecodedImage(bgr, ColorOrder.BGR)
         result = segmenter.segment([image])[0]
-        stem = Path(path).stem
-        cv2.imwrite(str(out / f"{stem}_classes.png"), result.class_map)
+        stem = path.stem.removesuffix("_leftImg8bit")
+        cv2.imwrite(str(out / f"{stem}_classes.png"), to_label_id[result.class_map])
         overlay = segmenter.overlay(image, result, args.alpha)
         cv2.imwrite(str(out / f"{stem}_overlay.png"), np.ascontiguousarray(overlay[:, :, ::-1]))
-        print(f"{path}: {out / f'{stem}_classes.png'}, {out / f'{stem}_overlay.png'}")
+    print(f"segmented {len(images)} images: <stem>_classes.png (Cityscapes label ids) and _overlay.png in {out}")
     return 0
 
 
@@ -195,8 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("segment", help="semantic segmentation of image files (offline core)")
-    p.add_argument("images", nargs="+")
+    p = sub.add_parser("segment", help="semantic segmentation of image files or folders (offline core)")
+    p.add_argument("images", nargs="+", help="image files, or folders searched for *.png / *.jpg")
     p.add_argument("--out", required=True)
     p.add_argument("--alpha", type=float, default=0.5)
     _add_model_options(p)
