@@ -1359,16 +1359,24 @@ class _Builder:
                     P.append((np.array([[x, 0.12, za], [x, 0.12, zb], [x, h, zb], [x, h, za]], float), _mul(c, 0.9), obj, 0.0))
         self.items.append(item)
 
-    def _st_tree(self, desc) -> None:
+    def _place_street_item(self, desc, z_min: float, margin: float):  # noqa: ANN001, ANN202
+        """(x, z, distance, look) of a roadside item described by ``desc`` in camera
+        coordinates, or None when it is behind ``z_min``, beyond the horizon of content or
+        out of view (with ``margin`` metres of slack for its size)."""
         _, sign, s, off, lk = desc
         z = s - self.cam_s
-        if z < -3 or z > _AHEAD:
+        if z < z_min or z > _AHEAD:
+            return None
+        x = self.sc.side(sign).x(off)
+        if not self.in_view(x, z, margin):
+            return None
+        return x, z, self.dist(x, z), lk
+
+    def _st_tree(self, desc) -> None:
+        placed = self._place_street_item(desc, -3.0, desc[4]["R"] * 1.6 + 0.5)
+        if placed is None:
             return
-        side = self.sc.side(sign)
-        x = side.x(off)
-        if not self.in_view(x, z, lk["R"] * 1.6 + 0.5):
-            return
-        d = self.dist(x, z)
+        x, z, d, lk = placed
         R = lk["R"]
         item = _Item(1, d, (x - 0.8 * R, x + 0.8 * R, z - 0.2, z + 0.2))
         e = _facing(self.cam, x, z)
@@ -1427,15 +1435,10 @@ class _Builder:
         self.items.append(item)
 
     def _st_sign(self, desc) -> None:
-        _, sign, s, off, lk = desc
-        z = s - self.cam_s
-        if z < 0.5 or z > _AHEAD:
+        placed = self._place_street_item(desc, 0.5, 1.0)
+        if placed is None:
             return
-        side = self.sc.side(sign)
-        x = side.x(off)
-        if not self.in_view(x, z, 1.0):
-            return
-        d = self.dist(x, z)
+        x, z, d, lk = placed
         item = _Item(1, d, (x - 0.4, x + 0.4, z - 0.07, z + 0.07))
         op = self.reg.new(POLE, tex=_TX_METAL)
         os_ = self.reg.new(TRAFFIC_SIGN, tex=_TX_FLAT)
@@ -1483,15 +1486,11 @@ class _Builder:
         self.items.append(item)
 
     def _st_tlight(self, desc) -> None:
-        _, sign, s, off, lk = desc
-        z = s - self.cam_s
-        if z < 0.5 or z > _AHEAD:
+        placed = self._place_street_item(desc, 0.5, 7.0)
+        if placed is None:
             return
-        side = self.sc.side(sign)
-        x = side.x(off)
-        if not self.in_view(x, z, 7.0):
-            return
-        d = self.dist(x, z)
+        x, z, d, lk = placed
+        sign = desc[1]  # which side of the road: the arm reaches over it
         item = _Item(1, d, (x - 0.2, x + 0.2, z - 0.15, z + 0.15))
         reg = self.reg
         op = reg.new(POLE, tex=_TX_METAL)
