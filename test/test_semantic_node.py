@@ -3,6 +3,7 @@ overload stays bounded, bad input is counted and survived, bad parameters stop s
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import subprocess
 import time
@@ -248,3 +249,46 @@ def test_node_starts_with_no_arguments_on_config_defaults() -> None:
     finally:
         client.close()
         assert node.stop() == 0, node.output
+
+
+@pytest.mark.skipif(importlib.util.find_spec("onnxruntime") is None, reason="needs requirements-accel.txt")
+def test_node_on_onnxruntime_matches_the_torch_core(small_semantic_params: dict, offline_core, tmp_path) -> None:  # noqa: ANN001
+    """backend: onnxruntime (exported at start into engines_dir) gives the torch core's class maps."""
+    ns = "/cam_ort"
+    params = dict(small_semantic_params, backend="onnxruntime", engines_dir=str(tmp_path))
+    node = NodeProcess(MODULE, ns, params)
+    client = GraphClient("ort_client")
+    try:
+        client.subscribe(Image, f"{ns}/semantic/class_map")
+        pub = client.publisher(Image, f"{ns}/image")
+        assert client.wait_for(lambda: pub.get_subscription_count() > 0 or node.proc.poll() is not None, 180)
+        assert node.proc.poll() is None, node.output
+        for seed, (width, height) in enumerate([(640, 480), (333, 250)]):
+            msg = stamped(make_image("rgb8", width, height, seed=seed + 40), client, "ort")
+            out = publish_until(client, pub, msg, f"{ns}/semantic/class_map")
+            assert out is not None, node.output[-3000:]
+            published = np.frombuffer(bytes(out.data), np.uint8).reshape(height, out.step)[:, :width]
+            expected = offline_core.segment([decode_image(msg)])[0].class_map
+            assert (published == expected).mean() >= 0.999
+        assert "on onnxruntime/cpu/fp32" in node.output
+        assert list(tmp_path.glob("*.onnx")), "the export should land in engines_dir"
+    finally:
+        client.close()
+        assert node.stop() == 0, node.output
+
+
+def test_reliable_and_best_effort_subscribers_both_receive_outputs(graph) -> None:  # noqa: ANN001
+    """Outputs are published reliable (keep last N): both kinds of subscriber match and get them."""
+    client, pub, _, _ = graph
+    best_effort = GraphClient("best_effort_listener")
+    try:
+        best_effort.subscribe(Image, f"{NS}/semantic/class_map", reliability="best_effort")
+        assert best_effort.wait_for(lambda: pub.get_subscription_count() > 0, 10)
+        time.sleep(1.0)  # let discovery match the new subscription with the node's publisher
+        msg = stamped(make_image("rgb8", 320, 240, seed=77), client, "qos")
+        assert publish_until(client, pub, msg, f"{NS}/semantic/class_map") is not None  # reliable listener
+        assert best_effort.wait_for(
+            lambda: find_message(best_effort.messages(f"{NS}/semantic/class_map"), msg.header.stamp) is not None, 10
+        )
+    finally:
+        best_effort.close()
