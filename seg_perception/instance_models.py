@@ -35,7 +35,7 @@ from torch import nn
 from .errors import CheckpointError, ConfigError
 from .labels import LabelSet
 from .models import load_weights, read_checkpoint
-from .resources import config_path
+from .resources import config_yaml
 
 log = logging.getLogger(__name__)
 
@@ -160,11 +160,7 @@ def coco_category_names() -> list[str]:
 
 def load_coco_mapping(name_or_path: str | Path = DEFAULT_COCO_MAPPING) -> dict[str, str]:
     """Read ``{COCO category: label name}`` from ``config/<name>.yaml`` or a YAML path."""
-    path = Path(name_or_path)
-    if path.suffix not in (".yaml", ".yml"):
-        path = config_path(f"{name_or_path}.yaml")
-    if not path.is_file():
-        raise ConfigError(f"COCO mapping {str(name_or_path)!r} not found (looked for {path})")
+    path = config_yaml(name_or_path, "", "COCO mapping")
     try:
         raw = yaml.safe_load(path.read_text())
         mapping = raw["coco_to_label"]

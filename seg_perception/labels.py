@@ -14,7 +14,7 @@ import numpy as np
 import yaml
 
 from .errors import ConfigError
-from .resources import config_path
+from .resources import config_yaml
 
 IGNORE = 255
 
@@ -86,11 +86,7 @@ class LabelSet:
 
 def load_label_set(name_or_path: str | Path = "cityscapes") -> LabelSet:
     """Load ``config/labels/<name>.yaml`` or a YAML file path."""
-    path = Path(name_or_path)
-    if path.suffix not in (".yaml", ".yml"):
-        path = config_path(f"labels/{name_or_path}.yaml")
-    if not path.is_file():
-        raise ConfigError(f"label set {str(name_or_path)!r} not found (looked for {path})")
+    path = config_yaml(name_or_path, "labels", "label set")
     try:
         raw = yaml.safe_load(path.read_text())
         ignore = int(raw.get("ignore_train_id", IGNORE))

@@ -47,3 +47,16 @@ def resolve(path: str | Path) -> Path:
 def config_path(name: str) -> Path:
     """Path of ``config/<name>``."""
     return share_dir() / "config" / name
+
+
+def config_yaml(name_or_path: str | Path, folder: str, what: str) -> Path:
+    """A YAML file given by path, or by name as ``config/<folder>/<name>.yaml``; raises
+    ConfigError naming ``what`` and the path looked at when it does not exist."""
+    from .errors import ConfigError
+
+    path = Path(name_or_path)
+    if path.suffix not in (".yaml", ".yml"):
+        path = config_path(f"{folder}/{name_or_path}.yaml" if folder else f"{name_or_path}.yaml")
+    if not path.is_file():
+        raise ConfigError(f"{what} {str(name_or_path)!r} not found (looked for {path})")
+    return path
