@@ -16,7 +16,7 @@ def data_dirs() -> list[tuple[str, list[str]]]:
     """Install every file under config/, launch/ and engines/, keeping subfolders."""
     groups: dict[str, list[str]] = {}
     for folder in ("config", "launch", "engines"):
-        for path in tree(f"{folder}/**/*.*"):
+        for path in tree(f"{folder}/**/*.*"):  # *.rviz included
             groups.setdefault(f"share/{PACKAGE}/" + path.rsplit("/", 1)[0], []).append(path)
     return sorted(groups.items())
 
@@ -42,6 +42,8 @@ setup(
             "semantic_segmentation_node = seg_perception.ros.semantic_node:main",
             "instance_segmentation_node = seg_perception.ros.instance_node:main",
             "perception_node = seg_perception.ros.perception_node:main",
+            "bag_player = seg_perception.ros.bag_player:main",
+            "bag_recorder = seg_perception.ros.bag_recorder:main",
         ],
     },
 )

@@ -8,6 +8,7 @@ The CLI, replay and benchmarks build the same records from the same files.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -156,6 +157,7 @@ class InstanceModelConfig:
     score_threshold: float
     mask_threshold: float
     max_instances: int
+    engines_dir: str = "engines"  # split ONNX graphs: <engines_dir>/<model>_<H>x<W>_<precision>.<part>.onnx
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> InstanceModelConfig:
@@ -165,8 +167,10 @@ class InstanceModelConfig:
         arch = instance_architecture(str(params["model"]))
         height, width = _input_size(params, arch.size_divisor, arch.name)
         backend = _choice(params, "backend", BACKEND_CHOICES)
-        if backend not in ("auto", "torch"):
-            raise ConfigError(f"parameter backend: {backend!r} is not available for instance models yet (torch only)")
+        if backend not in ("auto", "onnxruntime", "torch"):
+            raise ConfigError(
+                f"parameter backend: {backend!r} is not available for instance models yet (auto, onnxruntime or torch)"
+            )
         return cls(
             model=arch.name,
             checkpoint=_checkpoint(params),
@@ -180,6 +184,7 @@ class InstanceModelConfig:
             score_threshold=_fraction(params, "score_threshold"),
             mask_threshold=_fraction(params, "mask_threshold"),
             max_instances=_positive_int(params, "max_instances"),
+            engines_dir=str(resolve(str(params.get("engines_dir", "engines")))),
         )
 
 
@@ -197,12 +202,22 @@ class NodeIOConfig:
     publish_overlay: bool
     overlay_alpha: float
     diagnostics_period: float
+    cameras: tuple[str, ...]  # camera namespaces; () = one camera, topics directly under the node
+    batch_timeout_ms: int  # after a batch's first frame, wait up to this long for the other cameras
+    max_batch: int  # frames per inference batch; 0 = one frame of every camera that has one
+    lazy: bool  # subscribe to a camera only while one of its outputs has a subscriber
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> NodeIOConfig:
         _require(params, cls)
         if not str(params["image_topic"]):
             raise ConfigError("parameter image_topic: must not be empty")
+        batch_timeout = params["batch_timeout_ms"]
+        if isinstance(batch_timeout, bool) or not isinstance(batch_timeout, int) or batch_timeout < 0:
+            raise ConfigError(f"parameter batch_timeout_ms: expected milliseconds >= 0, got {batch_timeout!r}")
+        max_batch = params["max_batch"]
+        if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 0:
+            raise ConfigError(f"parameter max_batch: expected an integer >= 0 (0 = no limit), got {max_batch!r}")
         period = params["diagnostics_period"]
         if isinstance(period, bool) or not isinstance(period, (int, float)) or period <= 0:
             raise ConfigError(f"parameter diagnostics_period: expected seconds > 0, got {period!r}")
@@ -217,4 +232,33 @@ class NodeIOConfig:
             publish_overlay=bool(params["publish_overlay"]),
             overlay_alpha=_fraction(params, "overlay_alpha"),
             diagnostics_period=float(period),
+            cameras=_cameras(params["cameras"]),
+            batch_timeout_ms=batch_timeout,
+            max_batch=max_batch,
+            lazy=_bool(params, "lazy"),
         )
+
+
+# A relative or absolute ROS namespace: name tokens joined by '/'.
+_NAMESPACE = re.compile(r"^/?[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*$")
+
+
+def _cameras(value: Any) -> tuple[str, ...]:
+    """``cameras``: a list of distinct namespaces; None (an unset string array) = []."""
+    if value is None:
+        return ()
+    if isinstance(value, str) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"parameter cameras: expected a list of namespaces, got {value!r}")
+    bad = [v for v in value if not _NAMESPACE.match(v)]
+    if bad:
+        raise ConfigError(f"parameter cameras: {bad!r} are not valid ROS namespaces (e.g. front, cam/front_left)")
+    if len(set(value)) != len(value):
+        raise ConfigError(f"parameter cameras: each camera may appear once, got {list(value)!r}")
+    return tuple(value)
+
+
+def _bool(params: Mapping[str, Any], key: str) -> bool:
+    value = params[key]
+    if not isinstance(value, bool):
+        raise ConfigError(f"parameter {key}: expected true or false, got {value!r}")
+    return value

@@ -26,3 +26,7 @@ class CheckpointError(SegPerceptionError):
 
 class BackendError(SegPerceptionError):
     """An inference backend is unavailable or failed."""
+
+
+class BagError(SegPerceptionError):
+    """A bag cannot be opened or read (missing, corrupt, truncated), or lacks a topic."""

@@ -2,13 +2,14 @@
 
 The callback only stores the newest frame per camera (overwriting an unprocessed one counts
 as a drop); the worker takes the newest frame of every camera that has one, as one batch.
-Stale frames never queue, so latency stays bounded however fast the cameras run.
+Stale frames never queue, so latency stays bounded however fast the cameras run, and one slot
+per camera means a fast camera can only overwrite its own frames, never starve a slow one.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Hashable
+from collections.abc import Collection, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +30,10 @@ class LatestFrameBuffer:
     counters: dict[Hashable, CameraCounters] = field(default_factory=dict)
     _cond: threading.Condition = field(default_factory=threading.Condition)
     _closed: bool = False
+    # Round of the last take() that served each camera: with a batch limit, the cameras
+    # served longest ago go first, so a fast camera cannot monopolise a small batch.
+    _served: dict[Hashable, int] = field(default_factory=dict)
+    _round: int = 0
 
     def put(self, camera: Hashable, frame: Any) -> None:
         with self._cond:
@@ -39,12 +44,36 @@ class LatestFrameBuffer:
             self._slots[camera] = frame
             self._cond.notify()
 
-    def take(self, timeout: float | None = None) -> dict[Hashable, Any]:
-        """Wait up to ``timeout`` s for frames; return and clear every newest frame.
-        Returns {} on timeout or after :meth:`close`."""
+    def take(
+        self,
+        timeout: float | None = None,
+        *,
+        gather_s: float = 0.0,
+        expected: Collection[Hashable] = (),
+        max_batch: int = 0,
+    ) -> dict[Hashable, Any]:
+        """Wait up to ``timeout`` s for a frame; return and clear the newest frames.
+
+        ``gather_s`` > 0: once the first frame is there, wait up to that long more for every
+        camera in ``expected`` to have one (stragglers join the batch instead of waiting a
+        whole cycle). ``max_batch`` > 0 caps the batch; the cameras served longest ago are
+        taken first and the others keep their slot for the next take. Returns {} on timeout
+        or after :meth:`close`.
+        """
         with self._cond:
-            self._cond.wait_for(lambda: self._slots or self._closed, timeout=timeout)
-            frames, self._slots = self._slots, {}
+            if not self._cond.wait_for(lambda: self._slots or self._closed, timeout=timeout) or self._closed:
+                return {}
+            if gather_s > 0 and expected:
+                self._cond.wait_for(lambda: self._closed or all(c in self._slots for c in expected), gather_s)
+                if self._closed:
+                    return {}
+            order = sorted(self._slots, key=lambda c: self._served.get(c, -1))
+            chosen = order[:max_batch] if max_batch > 0 else order
+            self._round += 1
+            frames = {}
+            for camera in chosen:
+                frames[camera] = self._slots.pop(camera)
+                self._served[camera] = self._round
             return frames
 
     def count(self, camera: Hashable, **increments: int) -> None:
@@ -57,6 +86,11 @@ class LatestFrameBuffer:
     def snapshot(self) -> dict[Hashable, CameraCounters]:
         with self._cond:
             return {k: CameraCounters(**vars(v)) for k, v in self.counters.items()}
+
+    def pending(self) -> int:
+        """Frames waiting in slots (received, neither processed nor dropped yet)."""
+        with self._cond:
+            return len(self._slots)
 
     def close(self) -> None:
         """Wake a waiting worker for shutdown; pending frames are discarded."""

@@ -5,8 +5,17 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from typing import Any
 
 import numpy as np
+
+
+def percentiles_ms(samples_s: Any, qs: tuple[float, ...] = (50, 95, 99)) -> dict[str, float]:
+    """{"p50": ms, ...} of latency samples in seconds (NaN when there are none)."""
+    data = np.asarray(samples_s, dtype=np.float64)
+    if data.size == 0:
+        return {f"p{int(q)}": float("nan") for q in qs}
+    return {f"p{int(q)}": float(v) for q, v in zip(qs, np.percentile(data * 1e3, qs))}
 
 
 class RollingStats:
@@ -24,11 +33,8 @@ class RollingStats:
 
     def percentiles_ms(self, qs: tuple[float, ...] = (50, 95, 99)) -> dict[str, float]:
         with self._lock:
-            data = np.asarray(self._latency, dtype=np.float64)
-        if data.size == 0:
-            return {f"p{int(q)}": float("nan") for q in qs}
-        values = np.percentile(data * 1e3, qs)
-        return {f"p{int(q)}": float(v) for q, v in zip(qs, values)}
+            data = list(self._latency)
+        return percentiles_ms(data, qs)
 
     def rate_hz(self, horizon_s: float = 5.0, now: float | None = None) -> float:
         """Events per second over the last ``horizon_s`` seconds."""

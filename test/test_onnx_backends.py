@@ -321,3 +321,35 @@ def test_tensorrt_library_missing_names_the_install(tmp_path: Path) -> None:
 
     with pytest.raises(BackendError, match="no TensorRT library \\(tensorrt\\) is importable: install TensorRT: pip install"):
         import_tensorrt("tensorrt")
+
+
+# --------------------------------------------------------------------------- accuracy gate, calibration bags
+
+
+def test_semantic_accuracy_gate_reports_miou_next_to_fp32_and_refuses_past_the_limit(
+    model: torch.nn.Module, onnx_fp32: Path, tmp_path: Path
+) -> None:
+    from seg_perception.inference.accuracy import AccuracyGateError, semantic_accuracy_gate
+
+    report = semantic_accuracy_gate(model, onnx_fp32, "fp32", SIZE, frames=2)
+    assert report.metric == "mIoU" and report.passed and abs(report.drop) < 0.5
+    assert "torch fp32" in str(report) and "onnxruntime fp32" in str(report)
+    copy = tmp_path / onnx_fp32.name
+    shutil.copy(onnx_fp32, copy)
+    with pytest.raises(AccuracyGateError, match=r"mIoU on 1 held-out scenes: .* \(max -1.00\); refused and removed"):
+        semantic_accuracy_gate(model, copy, "fp32", SIZE, frames=1, max_drop=-1.0)
+    assert not copy.exists()
+
+
+@pytest.mark.parametrize(("storage", "compressed"), [("sqlite3", ""), ("mcap", "jpeg")])
+def test_calibration_frames_come_from_a_bag_camera_topic(storage: str, compressed: str, tmp_path: Path) -> None:
+    from seg_perception.bags import write_drive_bag
+    from seg_perception.inference.onnx_export import bag_calibration_frames
+    from seg_perception.synthetic import generate_drive
+
+    bag = write_drive_bag(tmp_path / "drive", generate_drive(3, 5, 128, 64), storage=storage, compressed=compressed)
+    frames = bag_calibration_frames(bag, SIZE, limit=3)
+    assert frames.dtype == np.uint8 and frames.shape == (3, *SIZE, 3)
+    assert len({f.tobytes() for f in frames}) == 3  # evenly spaced over the drive, not one frame thrice
+    with pytest.raises(SegPerceptionError, match="not in the bag"):
+        bag_calibration_frames(bag, SIZE, topic="/nope")

@@ -28,7 +28,7 @@ import logging
 import os
 import platform
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -197,6 +197,8 @@ def build_engine(
     rtx_targets: Sequence[str] = (),
     library: str | None = None,
     optimization_level: int | None = None,
+    profile: Mapping[str, tuple[Sequence[int], Sequence[int], Sequence[int]]] | None = None,
+    rebuild: str | None = None,
 ) -> dict[str, Any]:
     """Build ``engine_path`` from ``onnx_path``; write its sidecar; return the sidecar dict.
 
@@ -210,6 +212,11 @@ def build_engine(
     rtx_targets: TensorRT-RTX compute capabilities ('8.6', 'SM89', ...); empty = the
         library's portable default (Ampere and later).
     library: 'tensorrt' or 'tensorrt_rtx'; default: the first importable.
+    profile: for graphs other than the semantic one (the instance split graphs): input name
+        -> (min, opt, max) shapes of the optimisation profile, for every input with a
+        dynamic axis; the batch arguments are then only recorded.
+    rebuild: the command that rebuilds this engine (sidecar, refusal messages); default:
+        the semantic build-engine command.
     """
     onnx_path, engine_path = Path(onnx_path), Path(engine_path)
     if precision not in PRECISION_CHOICES:
@@ -245,29 +252,19 @@ def build_engine(
     if not parser.parse_from_file(str(onnx_path)):
         errors = [str(parser.get_error(i)).splitlines()[0] for i in range(parser.num_errors)]
         raise EngineBuildError(f"{lib.name} {lib.version} cannot parse {onnx_path}: " + " | ".join(errors[:3]))
-    if network.num_inputs != 1 or network.get_input(0).name != INPUT_NAME:
-        names = [network.get_input(i).name for i in range(network.num_inputs)]
-        raise EngineBuildError(f"{onnx_path} has inputs {names}; expected one input {INPUT_NAME!r}")
-    inp = network.get_input(0)
-    dims = list(inp.shape)  # (N, H, W, 3), N = -1
-    if len(dims) != 4 or dims[3] != 3:
-        raise EngineBuildError(f"{onnx_path} input {INPUT_NAME} has shape {dims}; expected (N, H, W, 3)")
-    if dims[1] < 0 or dims[2] < 0:
-        if input_size is None:
-            raise EngineBuildError(f"{onnx_path} has a dynamic height/width: give input_size=(height, width)")
-        dims[1], dims[2] = input_size
-    elif input_size is not None and tuple(input_size) != (dims[1], dims[2]):
-        raise EngineBuildError(f"{onnx_path} is fixed at {dims[2]}x{dims[1]}, input_size asks {input_size[1]}x{input_size[0]}")
-    height, width = dims[1], dims[2]
-    shapes = {name: (b, height, width, 3) for name, b in (("min", min_batch), ("opt", opt_batch), ("max", max_batch))}
+    if profile is None:
+        shapes = _semantic_shapes(network, onnx_path, input_size, (min_batch, opt_batch, max_batch))
+    else:
+        shapes = _profile_shapes(network, onnx_path, profile)
 
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mb) << 20)
     if optimization_level is not None:
         config.builder_optimization_level = int(optimization_level)
-    profile = builder.create_optimization_profile()
-    profile.set_shape(INPUT_NAME, shapes["min"], shapes["opt"], shapes["max"])
-    config.add_optimization_profile(profile)
+    opt_profile = builder.create_optimization_profile()
+    for name, (lo, mid, hi) in shapes.items():
+        opt_profile.set_shape(name, lo, mid, hi)
+    config.add_optimization_profile(opt_profile)
 
     targets: list[str] = []
     if rtx_targets:
@@ -297,6 +294,12 @@ def build_engine(
     import hashlib
 
     batch = (min_batch, opt_batch, max_batch)
+    inputs = []
+    for i in range(network.num_inputs):
+        tensor = network.get_input(i)
+        lo, mid, hi = shapes.get(tensor.name, (list(tensor.shape),) * 3)
+        inputs.append({"name": tensor.name, "dtype": _dtype_name(tensor.dtype),
+                       "min": list(lo), "opt": list(mid), "max": list(hi)})
     outputs = [
         {"name": network.get_output(i).name, "dtype": str(network.get_output(i).dtype).rsplit(".", 1)[-1],
          "shape": list(network.get_output(i).shape)}
@@ -311,7 +314,8 @@ def build_engine(
         "rtx_targets": targets if lib.is_rtx else None,  # [] = library default: Ampere and later
         "precision": precision,
         "strongly_typed": strongly_typed is not None,
-        "input": {"name": INPUT_NAME, "dtype": "uint8", **{k: list(v) for k, v in shapes.items()}},
+        "input": inputs[0],
+        "inputs": inputs,
         "outputs": outputs,
         "onnx": {"path": str(onnx_path), "sha256": file_sha256(onnx_path), "bytes": onnx_path.stat().st_size},
         "engine": {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)},
@@ -320,11 +324,63 @@ def build_engine(
         "build_seconds": round(seconds, 3),
         "built_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "host": platform.node(),
-        "rebuild_command": rebuild_command(onnx_path, engine_path, precision, batch, lib.name, targets),
+        "rebuild_command": rebuild or rebuild_command(onnx_path, engine_path, precision, batch, lib.name, targets),
     }
     _atomic_write(sidecar_path(engine_path), (json.dumps(sidecar, indent=2) + "\n").encode())
     log.info("built %s (%s, %s %s) in %.1f s, %.1f MB", engine_path, precision, lib.name, lib.version, seconds, len(data) / 1e6)
     return sidecar
+
+
+def _dtype_name(dtype: Any) -> str:
+    name = str(dtype).rsplit(".", 1)[-1]
+    return {"UINT8": "uint8", "FLOAT": "float32", "HALF": "float16", "INT32": "int32", "INT64": "int64"}.get(name, name)
+
+
+def _semantic_shapes(
+    network: Any, onnx_path: Path, input_size: tuple[int, int] | None, batch: Sequence[int]
+) -> dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]:
+    """Profile of the semantic graph: one uint8 input ``frames`` (N, H, W, 3), N dynamic."""
+    if network.num_inputs != 1 or network.get_input(0).name != INPUT_NAME:
+        names = [network.get_input(i).name for i in range(network.num_inputs)]
+        raise EngineBuildError(f"{onnx_path} has inputs {names}; expected one input {INPUT_NAME!r} "
+                               "(other graphs need an explicit profile)")
+    dims = list(network.get_input(0).shape)  # (N, H, W, 3), N = -1
+    if len(dims) != 4 or dims[3] != 3:
+        raise EngineBuildError(f"{onnx_path} input {INPUT_NAME} has shape {dims}; expected (N, H, W, 3)")
+    if dims[1] < 0 or dims[2] < 0:
+        if input_size is None:
+            raise EngineBuildError(f"{onnx_path} has a dynamic height/width: give input_size=(height, width)")
+        dims[1], dims[2] = input_size
+    elif input_size is not None and tuple(input_size) != (dims[1], dims[2]):
+        raise EngineBuildError(f"{onnx_path} is fixed at {dims[2]}x{dims[1]}, input_size asks {input_size[1]}x{input_size[0]}")
+    lo, mid, hi = ((b, dims[1], dims[2], 3) for b in batch)
+    return {INPUT_NAME: (lo, mid, hi)}
+
+
+def _profile_shapes(
+    network: Any, onnx_path: Path, profile: Mapping[str, tuple[Sequence[int], Sequence[int], Sequence[int]]]
+) -> dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]:
+    """Check an explicit profile against the network's inputs: every dynamic input named,
+    ranks equal, fixed axes unchanged, min <= opt <= max."""
+    shapes = {}
+    for i in range(network.num_inputs):
+        tensor = network.get_input(i)
+        dims = list(tensor.shape)
+        if tensor.name not in profile:
+            if any(d < 0 for d in dims):
+                raise EngineBuildError(f"{onnx_path} input {tensor.name} has dynamic axes {dims}: the profile must name it")
+            continue
+        lo, mid, hi = (tuple(int(v) for v in s) for s in profile[tensor.name])
+        for shape in (lo, mid, hi):
+            if len(shape) != len(dims) or any(d >= 0 and d != v for d, v in zip(dims, shape)):
+                raise EngineBuildError(f"profile shape {list(shape)} does not fit {onnx_path} input {tensor.name} {dims}")
+        if not all(a <= b <= c for a, b, c in zip(lo, mid, hi)) or min(lo) < 1:
+            raise EngineBuildError(f"profile of {tensor.name} must satisfy 1 <= min <= opt <= max: {lo} / {mid} / {hi}")
+        shapes[tensor.name] = (lo, mid, hi)
+    unknown = set(profile) - {network.get_input(i).name for i in range(network.num_inputs)}
+    if unknown:
+        raise EngineBuildError(f"{onnx_path} has no inputs {sorted(unknown)}")
+    return shapes
 
 
 def read_sidecar(engine_path: str | Path) -> dict[str, Any]:

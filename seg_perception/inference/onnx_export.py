@@ -207,12 +207,63 @@ def load_calibration_frames(source: str | Path, input_size: tuple[int, int], lim
     return resize_batch(images, input_size)
 
 
+def bag_calibration_frames(
+    bag: str | Path, input_size: tuple[int, int], limit: int = 256, topic: str | None = None
+) -> np.ndarray:
+    """Calibration frames from a rosbag2 (sqlite3 or mcap) camera topic: ``sensor_msgs/Image``
+    or ``CompressedImage``, at most ``limit`` evenly spaced over the recording, resized to
+    ``input_size`` = (height, width) as the pipeline does. ``topic`` default: the bag's only
+    camera topic (bag reading: :mod:`seg_perception.bags`, as replay does)."""
+    from ..bags import COMPRESSED, camera_connections, deserialize, open_bag, read_messages
+    from ..image_conversion import decode_compressed, decode_image
+    from ..pipeline.preprocess import resize_batch
+
+    reader = open_bag(bag)
+    try:
+        cameras = camera_connections(reader, [topic] if topic else ())
+        total = sum(c.msgcount for c in cameras)
+        pick = set(np.linspace(0, total - 1, min(limit, total)).round().astype(int).tolist()) if total else set()
+        images = []
+        for i, (conn, _, raw) in enumerate(read_messages(reader, cameras)):
+            if i in pick:
+                msg = deserialize(raw, conn.msgtype)
+                images.append(decode_compressed(msg) if conn.msgtype == COMPRESSED else decode_image(msg))
+    finally:
+        reader.close()
+    if not images:
+        raise OnnxExportError(f"bag {bag}: camera topic {cameras[0].topic} has no messages")
+    return resize_batch(images, input_size)
+
+
 def read_onnx_metadata(path: str | Path) -> dict[str, str]:
     """The ``seg_perception.*`` metadata of an exported file (prefix stripped); {} for others."""
     import onnx
 
     model = onnx.load(str(path), load_external_data=False)
     return {p.key[len(META_PREFIX) :]: p.value for p in model.metadata_props if p.key.startswith(META_PREFIX)}
+
+
+def save_with_metadata(src: str | Path, dst: str | Path, meta: Mapping[str, str], what: str = "") -> Path:
+    """Copy the ONNX graph ``src`` to ``dst`` with ``seg_perception.*`` metadata ``meta``
+    (replacing any earlier ones), after onnx.checker; written atomically."""
+    import onnx
+
+    proto = onnx.load(str(src))
+    kept = [p for p in proto.metadata_props if not p.key.startswith(META_PREFIX)]
+    del proto.metadata_props[:]
+    proto.metadata_props.extend(kept)
+    props = {p.key: p.value for p in kept}
+    props.update({META_PREFIX + k: str(v) for k, v in meta.items()})
+    onnx.helper.set_model_props(proto, props)
+    try:
+        onnx.checker.check_model(proto)
+    except onnx.checker.ValidationError as err:
+        raise OnnxExportError(f"{what or 'exported'} ONNX graph {Path(dst).name} fails onnx.checker: {err}") from err
+    dst = Path(dst)
+    partial = dst.with_name(dst.name + ".tmp")
+    onnx.save(proto, str(partial))
+    os.replace(partial, dst)
+    return dst
 
 
 def _versions() -> dict[str, str]:
@@ -232,7 +283,11 @@ def _versions() -> dict[str, str]:
 # --------------------------------------------------------------------------- precision passes
 
 
-def _autocast_fp16(src: Path, dst: Path, reference_frames: np.ndarray, workdir: Path) -> None:
+def _autocast_fp16(
+    src: Path, dst: Path, reference_frames: np.ndarray | Mapping[str, np.ndarray], workdir: Path
+) -> None:
+    """fp16 AutoCast of ``src`` into ``dst``. reference_frames: the graph's single input
+    (``frames``) or a mapping input name -> array for graphs with other inputs."""
     try:
         from modelopt.onnx.autocast import configure_logging, convert_to_mixed_precision
     except ImportError as err:
@@ -242,7 +297,8 @@ def _autocast_fp16(src: Path, dst: Path, reference_frames: np.ndarray, workdir: 
     configure_logging(logging.WARNING)
     # AutoCast's reference run needs real inputs: polygraphy cannot sample random uint8 data.
     npz = workdir / "autocast_reference.npz"
-    np.savez(npz, **{INPUT_NAME: reference_frames})
+    inputs = dict(reference_frames) if isinstance(reference_frames, Mapping) else {INPUT_NAME: reference_frames}
+    np.savez(npz, **inputs)
     try:
         converted = convert_to_mixed_precision(
             onnx_path=str(src), low_precision_type="fp16", keep_io_types=True, calibration_data=str(npz)
@@ -252,7 +308,10 @@ def _autocast_fp16(src: Path, dst: Path, reference_frames: np.ndarray, workdir: 
     onnx.save(converted, str(dst))
 
 
-def _quantize_int8(src: Path, dst: Path, calib_frames: np.ndarray, method: str, high_precision: str) -> None:
+def _quantize_int8(
+    src: Path, dst: Path, calib_frames: np.ndarray | Mapping[str, np.ndarray], method: str, high_precision: str
+) -> None:
+    """ModelOpt int8 PTQ. calib_frames: the single input's data, or input name -> array."""
     try:
         from modelopt.onnx.quantization import quantize
     except ImportError as err:
@@ -261,7 +320,7 @@ def _quantize_int8(src: Path, dst: Path, calib_frames: np.ndarray, method: str, 
         quantize(
             onnx_path=str(src),
             quantize_mode="int8",
-            calibration_data=calib_frames,
+            calibration_data=dict(calib_frames) if isinstance(calib_frames, Mapping) else calib_frames,
             calibration_method=method,
             calibration_eps=["cpu"],  # deterministic, runs everywhere; TensorRT uses the scales as-is
             high_precision_dtype=high_precision,
@@ -315,7 +374,6 @@ def export_semantic_onnx(
     Returns the path written. Nothing is written when any step or check fails.
     """
     require_onnx_tools()
-    import onnx
 
     if precision not in PRECISION_CHOICES:
         raise OnnxExportError(f"precision {precision!r} is not one of {list(PRECISION_CHOICES)}")
@@ -398,7 +456,6 @@ def export_semantic_onnx(
                     f"(< {gate:.2%}); refusing to write it"
                 )
 
-        proto = onnx.load(str(final))
         meta = {
             "format": GRAPH_FORMAT,
             "precision": precision,
@@ -418,19 +475,7 @@ def export_semantic_onnx(
             **{f"version.{k}": v for k, v in _versions().items()},
             **dict(extra_metadata or {}),
         }
-        kept = [p for p in proto.metadata_props if not p.key.startswith(META_PREFIX)]
-        del proto.metadata_props[:]
-        proto.metadata_props.extend(kept)
-        props = {p.key: p.value for p in kept}
-        props.update({META_PREFIX + k: v for k, v in meta.items()})
-        onnx.helper.set_model_props(proto, props)
-        try:
-            onnx.checker.check_model(proto)
-        except onnx.checker.ValidationError as err:
-            raise OnnxExportError(f"{precision} ONNX graph fails onnx.checker: {err}") from err
-        partial = path.with_name(path.name + ".tmp")
-        onnx.save(proto, str(partial))
-        os.replace(partial, path)
+        save_with_metadata(final, path, meta, precision)
 
     log.info(
         "exported %s (%s, %dx%d width x height): %.4f%% pixels agree with torch fp32 (gate %.2f%%), %.1f s",

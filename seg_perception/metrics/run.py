@@ -76,11 +76,11 @@ def _load_scores(path: Path) -> dict[int, float]:
         raise ConfigError(f"{path}: {err}") from err
 
 
-def _jsonable(x: Any) -> Any:
+def jsonable(x: Any) -> Any:
     if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
+        return {str(k): jsonable(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
+        return [jsonable(v) for v in x]
     if isinstance(x, (np.integer,)):
         return int(x)
     if isinstance(x, (float, np.floating)):
@@ -170,7 +170,7 @@ def evaluate_paths(pred: Path, gt: Path, json_out: Path | None = None, *, out: T
     if json_out is not None:
         json_out = Path(json_out)
         json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(_jsonable(result), indent=1) + "\n")
+        json_out.write_text(json.dumps(jsonable(result), indent=1) + "\n")
     return result
 
 
@@ -212,6 +212,11 @@ def format_report(result: dict) -> str:
         for group in ("All", "Things", "Stuff"):
             g = pan[group]
             lines.append(f"{group:<24} " + "  ".join(_f(g[k], True) for k in ("pq", "sq", "rq")) + f"  n={g['n']}")
+    conditions = result.get("conditions")
+    if conditions:
+        lines += ["", "per condition      frames   mIoU  pixel acc", "-" * 43]
+        lines += [f"{name:<18} {v['frames']:6d}  {_f(v['mIoU'], True)}  {_f(v['pixel_accuracy'], True)}"
+                  for name, v in conditions.items()]
     return "\n".join(lines)
 
 
@@ -221,6 +226,15 @@ def main_eval(args_pred: str | Path, args_gt: str | Path, args_json: str | Path 
     Errors are :class:`~seg_perception.errors.SegPerceptionError` (ConfigError) and are left
     to the caller's error boundary (``seg_perception.cli.main`` prints them and returns 2).
     """
+    from .bags import evaluate_bags, is_bag
+
+    if is_bag(args_pred) or is_bag(args_gt):
+        result = evaluate_bags(args_pred, args_gt)
+        print(format_report(result))
+        if args_json:
+            Path(args_json).parent.mkdir(parents=True, exist_ok=True)
+            Path(args_json).write_text(json.dumps(jsonable(result), indent=1) + "\n")
+        return 0
     evaluate_paths(Path(args_pred), Path(args_gt), Path(args_json) if args_json else None)
     return 0
 

@@ -8,30 +8,49 @@ from ..inference.registry import resolve_device
 from .instance import InstanceSegmenter
 from .semantic import SemanticSegmenter
 
+# Where instance split graphs are looked up when the config leaves engines_dir empty.
+DEFAULT_ENGINES_DIR = "engines"
+
 
 def semantic_from_config(config: SemanticModelConfig) -> SemanticSegmenter:
     return SemanticSegmenter.from_config(config)
 
 
 def instance_from_config(config: InstanceModelConfig) -> InstanceSegmenter:
+    """The instance core on the configured backend: ``torch`` (eager), ``onnxruntime`` (the
+    split graphs under the engines folder, exported there when missing) or ``auto``
+    (onnxruntime where matching split graphs exist, else torch)."""
     from ..instance_models import load_coco_mapping
 
     device = resolve_device(config.device)
-    if config.precision != "fp32":
-        raise BackendError(f"precision {config.precision} is not available for instance models yet (fp32 only)")
+    if config.precision != "fp32" and config.backend != "onnxruntime":
+        raise BackendError(
+            f"precision {config.precision} for instance models needs backend onnxruntime and exported split graphs "
+            "(seg-perception export --model instance)"
+        )
     if device.startswith("cuda"):
         import torch
 
         if not torch.cuda.is_available():
             raise BackendError("device cuda requested but torch sees no CUDA GPU")
-    return InstanceSegmenter.build(
-        config.model,
-        config.labels,
-        config.checkpoint or None,
-        (config.input_height, config.input_width),
+    size = (config.input_height, config.input_width)
+    kwargs = dict(
         coco_mapping=load_coco_mapping(config.coco_mapping) if config.coco_mapping else None,
         device=device,
         score_threshold=config.score_threshold,
         mask_threshold=config.mask_threshold,
         max_instances=config.max_instances,
     )
+    if config.backend == "torch" or (config.backend == "auto" and device != "cpu"):
+        return InstanceSegmenter.build(config.model, config.labels, config.checkpoint or None, size, **kwargs)
+
+    from ..inference.instance_backend import SplitInstanceSegmenter, create_instance_backend
+    from ..inference.instance_export import instance_artifact_paths
+    from ..resources import resolve
+
+    engines_dir = resolve(config.engines_dir or DEFAULT_ENGINES_DIR)
+    paths = {part: onnx for part, (onnx, _) in instance_artifact_paths(engines_dir, config.model, size,
+                                                                          config.precision).items()}
+    segmenter = SplitInstanceSegmenter.build(config.model, config.labels, config.checkpoint or None, size, **kwargs)
+    segmenter.backend = create_instance_backend(config.backend, segmenter.model, size, config.precision, paths, device)
+    return segmenter

@@ -18,7 +18,8 @@ def resize_batch(
     """Resize every frame to ``size`` = (height, width) into one (N, H, W, 3) uint8 RGB batch.
 
     Colour conversion happens after the resize, at the (smaller) model size. ``out`` may be
-    a preallocated buffer of the right shape, reused between calls.
+    a preallocated buffer of the right shape, reused between calls. Downscaling is
+    anti-aliased by :func:`downscale` (exact 2x2 box halvings, then bilinear).
     """
     height, width = size
     shape = (len(images), height, width, 3)
@@ -30,12 +31,36 @@ def resize_batch(
             raise TypeError(f"frames must be 8-bit, got {src.dtype} ({img.order.value})")
         if not (src.flags.c_contiguous or _rows_contiguous(src)):
             src = np.ascontiguousarray(src)
-        interp = cv2.INTER_AREA if src.shape[0] > 2 * height else cv2.INTER_LINEAR
         if img.order is ColorOrder.RGB:
-            cv2.resize(src, (width, height), dst=out[i], interpolation=interp)
+            downscale(src, (height, width), out=out[i])
         else:
-            small = cv2.resize(src, (width, height), interpolation=interp)
-            cv2.cvtColor(small, _TO_RGB[img.order], dst=out[i])
+            cv2.cvtColor(downscale(src, (height, width)), _TO_RGB[img.order], dst=out[i])
+    return out
+
+
+def downscale(src: np.ndarray, size: tuple[int, int], out: np.ndarray | None = None) -> np.ndarray:
+    """Resize an (H, W[, C]) uint8 image to ``size`` = (height, width), anti-aliased.
+
+    Each axis that is more than twice the target is halved with ``INTER_LINEAR`` at exactly
+    2x, which samples between pixel pairs, i.e. a box average over 2 pixels (what
+    ``INTER_AREA`` computes at 2x, up to rounding); the remaining factor (<= 2 per axis) is
+    done bilinearly, so every source pixel still contributes. For a 1920x1080 camera and a
+    512x256 model this costs ~0.7 ms on our CPU where one ``INTER_AREA`` call at the
+    non-integer factor 4.2 costs 3.5-7 ms; class maps agree with the ``INTER_AREA`` ones on
+    >99 % of pixels and mIoU on generated scenes is unchanged (docs/BENCHMARKS.md).
+    Upscaling and mild downscaling are bilinear, as before.
+    """
+    height, width = size
+    while True:
+        halve_x, halve_y = src.shape[1] > 2 * width, src.shape[0] > 2 * height
+        if not (halve_x or halve_y):
+            break
+        # each axis still more than 2x too big is halved (a 2x2, 2x1 or 1x2 box average)
+        new_size = (src.shape[1] // 2 if halve_x else src.shape[1], src.shape[0] // 2 if halve_y else src.shape[0])
+        src = cv2.resize(src, new_size, interpolation=cv2.INTER_LINEAR)
+    if out is None:
+        return cv2.resize(src, (width, height), interpolation=cv2.INTER_LINEAR)
+    cv2.resize(src, (width, height), dst=out, interpolation=cv2.INTER_LINEAR)
     return out
 
 

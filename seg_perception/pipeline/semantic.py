@@ -16,7 +16,7 @@ from ..inference.engine_build import artifact_paths
 from ..inference.registry import SemanticArtifacts
 from ..labels import LabelSet, load_label_set
 from ..models import build_semantic_model
-from .postprocess import blend_overlay, upsample_nearest
+from .postprocess import blend_overlay, message_buffer, upsample_nearest
 from .preprocess import resize_batch
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,12 @@ class SemanticSegmenter:
         return self.config.input_height, self.config.input_width
 
     def segment(self, images: Sequence[DecodedImage], with_confidence: bool = False) -> list[SemanticResult]:
-        """Run a batch. Each result has its own frame's resolution."""
+        """Run a batch. Each result has its own frame's resolution.
+
+        The maps are written straight into new message-ready buffers
+        (:func:`~.postprocess.message_buffer`), so publishing them costs no further copy;
+        every call returns new arrays (results of different calls never share memory).
+        """
         if not images:
             return []
         self._batch = resize_batch(images, self.input_size, out=self._batch)
@@ -63,8 +68,10 @@ class SemanticSegmenter:
         results = []
         for i, img in enumerate(images):
             size = (img.height, img.width)
-            conf = None if out.confidence is None else upsample_nearest(out.confidence[i], size)
-            results.append(SemanticResult(upsample_nearest(out.class_ids[i], size), conf))
+            conf = None
+            if out.confidence is not None:
+                conf = upsample_nearest(out.confidence[i], size, out=message_buffer(size))
+            results.append(SemanticResult(upsample_nearest(out.class_ids[i], size, out=message_buffer(size)), conf))
         return results
 
     def overlay(self, image: DecodedImage, result: SemanticResult, alpha: float) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""/diagnostics status for a segmentation node."""
+"""/diagnostics statuses for a segmentation node: one for the node, one per camera."""
 
 from __future__ import annotations
 
@@ -9,17 +9,23 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from std_msgs.msg import Header
 
 
-def diagnostic_array(
-    header: Header, name: str, hardware_id: str, level: bytes, message: str, values: Mapping[str, Any]
-) -> DiagnosticArray:
-    status = DiagnosticStatus(
+def diagnostic_status(
+    name: str, hardware_id: str, level: bytes, message: str, values: Mapping[str, Any]
+) -> DiagnosticStatus:
+    """One status; values become strings (floats with 3 decimals, bools as True/False)."""
+    return DiagnosticStatus(
         level=level,
         name=name,
         message=message,
         hardware_id=hardware_id,
         values=[KeyValue(key=k, value=_fmt(v)) for k, v in values.items()],
     )
-    return DiagnosticArray(header=header, status=[status])
+
+
+def diagnostic_array(
+    header: Header, name: str, hardware_id: str, level: bytes, message: str, values: Mapping[str, Any]
+) -> DiagnosticArray:
+    return DiagnosticArray(header=header, status=[diagnostic_status(name, hardware_id, level, message, values)])
 
 
 def _fmt(value: Any) -> str:

@@ -1,13 +1,16 @@
-"""Output groups: the publishers of one core's results, shared by the single-model nodes
+"""Output groups: the publishers of one camera's results, shared by the single-model nodes
 and the combined node. Optional outputs are built only while someone subscribes."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from rclpy.publisher import Publisher
 from sensor_msgs.msg import Image
 
+from ..image_conversion import to_rgb
 from ..pipeline.instance import InstanceResult, InstanceSegmenter
+from ..pipeline.perception import FrameResult, PerceptionCore
 from ..pipeline.semantic import SemanticResult, SemanticSegmenter
 from .detections import DETECTIONS_AVAILABLE, detections_msg
 from .messages import image_msg
@@ -17,18 +20,25 @@ if TYPE_CHECKING:
 
 
 class SemanticOutputs:
-    def __init__(self, node: SegmentationNodeBase, segmenter: SemanticSegmenter) -> None:
+    """``<prefix>semantic/{class_map,confidence,overlay}`` of one camera."""
+
+    def __init__(self, node: SegmentationNodeBase, segmenter: SemanticSegmenter, prefix: str = "") -> None:
         self.node, self.segmenter = node, segmenter
-        self.class_map = node.output_publisher(Image, "semantic/class_map")
-        self.confidence = node.output_publisher(Image, "semantic/confidence")
-        self.overlay = node.output_publisher(Image, "semantic/overlay")
+        self.class_map = node.output_publisher(Image, f"{prefix}semantic/class_map")
+        self.confidence = node.output_publisher(Image, f"{prefix}semantic/confidence")
+        self.overlay = node.output_publisher(Image, f"{prefix}semantic/overlay")
+
+    @property
+    def publishers(self) -> list[Publisher]:
+        return [self.class_map, self.confidence, self.overlay]
 
     def wants_confidence(self) -> bool:
         return self.node.io.publish_confidence and self.confidence.get_subscription_count() > 0
 
     def publish(self, frame: InputFrame, result: SemanticResult) -> None:
         self.class_map.publish(image_msg(result.class_map, frame.header, "mono8"))
-        if result.confidence is not None:
+        # The batch computes confidence when any of its cameras wants it; publish only here.
+        if result.confidence is not None and self.wants_confidence():
             self.confidence.publish(image_msg(result.confidence, frame.header, "mono8"))
         if self.node.io.publish_overlay and self.overlay.get_subscription_count() > 0:
             overlay = self.segmenter.overlay(frame.image, result, self.node.io.overlay_alpha)
@@ -37,15 +47,21 @@ class SemanticOutputs:
 
 
 class InstanceOutputs:
-    def __init__(self, node: SegmentationNodeBase, segmenter: InstanceSegmenter) -> None:
+    """``<prefix>instance/{instance_map,overlay,detections}`` of one camera."""
+
+    def __init__(self, node: SegmentationNodeBase, segmenter: InstanceSegmenter, prefix: str = "") -> None:
         self.node, self.segmenter = node, segmenter
-        self.instance_map = node.output_publisher(Image, "instance/instance_map")
-        self.overlay = node.output_publisher(Image, "instance/overlay")
+        self.instance_map = node.output_publisher(Image, f"{prefix}instance/instance_map")
+        self.overlay = node.output_publisher(Image, f"{prefix}instance/overlay")
         self.detections = None
         if DETECTIONS_AVAILABLE:
             from vision_msgs.msg import Detection2DArray
 
-            self.detections = node.output_publisher(Detection2DArray, "instance/detections")
+            self.detections = node.output_publisher(Detection2DArray, f"{prefix}instance/detections")
+
+    @property
+    def publishers(self) -> list[Publisher]:
+        return [self.instance_map, self.overlay, *([self.detections] if self.detections is not None else [])]
 
     def publish(self, frame: InputFrame, result: InstanceResult) -> None:
         self.instance_map.publish(image_msg(result.instance_map, frame.header, "mono16"))
@@ -54,4 +70,32 @@ class InstanceOutputs:
         if self.node.io.publish_overlay and self.overlay.get_subscription_count() > 0:
             overlay = self.segmenter.overlay(frame.image, result, self.node.io.overlay_alpha)
             self.overlay.publish(image_msg(overlay, frame.header, "rgb8"))
+            self.node.count_overlay()
+
+
+class PerceptionOutputs:
+    """Both models' outputs of one camera plus ``<prefix>panoptic/panoptic_map`` and
+    ``<prefix>panoptic/overlay`` (rendered only while subscribed)."""
+
+    def __init__(self, node: SegmentationNodeBase, core: PerceptionCore, prefix: str = "") -> None:
+        assert core.semantic is not None and core.instance is not None
+        self.node, self.core = node, core
+        self.semantic = SemanticOutputs(node, core.semantic, prefix)
+        self.instance = InstanceOutputs(node, core.instance, prefix)
+        self.panoptic = node.output_publisher(Image, f"{prefix}panoptic/panoptic_map")
+        self.panoptic_overlay = node.output_publisher(Image, f"{prefix}panoptic/overlay")
+
+    @property
+    def publishers(self) -> list[Publisher]:
+        return [*self.semantic.publishers, *self.instance.publishers, self.panoptic, self.panoptic_overlay]
+
+    def publish(self, frame: InputFrame, result: FrameResult) -> None:
+        assert result.semantic is not None and result.instance is not None and result.panoptic is not None
+        self.semantic.publish(frame, result.semantic)
+        self.instance.publish(frame, result.instance)
+        self.panoptic.publish(image_msg(result.panoptic, frame.header, "mono16"))
+        if self.node.io.publish_overlay and self.panoptic_overlay.get_subscription_count() > 0:
+            overlay = self.core.panoptic_overlay(to_rgb(frame.image), result.panoptic, result.instance,
+                                                 self.node.io.overlay_alpha)
+            self.panoptic_overlay.publish(image_msg(overlay, frame.header, "rgb8"))
             self.node.count_overlay()

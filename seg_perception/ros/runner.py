@@ -2,6 +2,13 @@
 
 Order matters: the worker thread publishes, so it is joined before the node is destroyed,
 and the executor is shut down before rclpy (a spinning executor at rclpy.shutdown() aborts).
+
+Both kinds of node go through here. A plain node (``lifecycle: false``) configures and
+activates in its constructor, so a bad parameter ends start-up with one ``error:`` line and
+exit code 2. A managed node (``lifecycle: true``) starts unconfigured and is driven through
+its lifecycle services; a failed configure is a failed transition and the process keeps
+serving. On Ctrl-C either kind takes the lifecycle shutdown transition from whatever state
+it is in (``close()``), which stops the worker before the node is destroyed.
 """
 
 from __future__ import annotations

@@ -16,23 +16,31 @@ class SemanticSegmentationNode(SegmentationNodeBase):
     config_name = "semantic"
 
     def __init__(self, node_name: str = "semantic_segmentation_node", **kwargs: Any) -> None:
+        self.segmenter: SemanticSegmenter | None = None
         super().__init__(node_name, **kwargs)
 
     def setup_core(self, params: dict[str, Any]) -> None:
         self.segmenter = SemanticSegmenter.from_config(SemanticModelConfig.from_params(params))
         self.core_description = describe_semantic(self, self.segmenter)
 
-    def setup_publishers(self) -> None:
-        self.semantic = SemanticOutputs(self, self.segmenter)
+    def release_core(self) -> None:
+        self.segmenter = None
+
+    def make_outputs(self, prefix: str) -> SemanticOutputs:
+        assert self.segmenter is not None
+        return SemanticOutputs(self, self.segmenter, prefix)
 
     def process(self, frames: Sequence[InputFrame]) -> None:
-        results = self.segmenter.segment([f.image for f in frames], with_confidence=self.semantic.wants_confidence())
-        for frame, result in zip(frames, results):
-            self.semantic.publish(frame, result)
+        assert self.segmenter is not None
+        outputs: list[SemanticOutputs] = [self.outputs_of(f) for f in frames]
+        confidence = any(o.wants_confidence() for o in outputs)
+        results = self.segmenter.segment([f.image for f in frames], with_confidence=confidence)
+        for frame, out, result in zip(frames, outputs, results):
+            out.publish(frame, result)
             self.published(frame)
 
     def diagnostic_values(self) -> dict[str, Any]:
-        return self.semantic_diagnostics(self.segmenter)
+        return self.semantic_diagnostics(self.segmenter) if self.segmenter is not None else {}
 
 
 def main(args: list[str] | None = None) -> int:

@@ -1,0 +1,152 @@
+"""Metrics of frames as they stream by (replay, the demo, bags): the same evaluators as
+``seg-perception eval`` on files, fed arrays, plus mIoU per scene condition.
+
+Nothing is kept per frame but what the official tools need at the end: confusion counts,
+instance records, COCO RLEs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from ..evaluation import confusion_matrix, summarize
+from ..labels import LabelSet
+from .cityscapes import InstanceEvaluator, PanopticEvaluator, SemanticEvaluator
+from .coco import coco_ground_truth, coco_mask_ap, coco_predictions
+
+
+class StreamEvaluator:
+    """``add`` one frame's ground truth (Cityscapes label ids and instanceIds) with whichever
+    predictions exist; ``result`` gives the dict ``seg-perception eval`` gives, plus
+    ``conditions`` {condition: {frames, mIoU, pixel_accuracy}} when frames are tagged."""
+
+    def __init__(self, labels: LabelSet) -> None:
+        self.labels = labels
+        self._to_label = labels.train_to_label_id()
+        self._to_train = labels.label_to_train_id()
+        self.frames = 0
+        self._semantic: SemanticEvaluator | None = None
+        self._instance: InstanceEvaluator | None = None
+        self._panoptic: PanopticEvaluator | None = None
+        self._coco_images: list[dict] = []
+        self._coco_annotations: list[dict] = []
+        self._coco_predictions: list[dict] = []
+        self._coco_categories: list[dict] = []
+        self._conditions: dict[str, np.ndarray] = {}
+        self._condition_frames: dict[str, int] = {}
+
+    def add(
+        self,
+        gt_label_ids: np.ndarray,
+        gt_instance_ids: np.ndarray,
+        condition: str = "",
+        *,
+        class_map: np.ndarray | None = None,
+        instance_map: np.ndarray | None = None,
+        scores: Mapping[int, float] | None = None,
+        panoptic: np.ndarray | None = None,
+    ) -> None:
+        """``class_map`` holds train ids (as the nodes publish them); ``instance_map`` and
+        ``panoptic`` the Cityscapes instanceIds layout; ``scores`` {instance value: score}."""
+        self.frames += 1
+        if class_map is not None:
+            if self._semantic is None:
+                self._semantic = SemanticEvaluator(self.labels)
+            self._semantic.add(self._to_label[class_map], gt_label_ids, gt_instance_ids)
+            if condition:
+                n = self.labels.num_classes
+                conf = confusion_matrix(class_map, self._to_train[gt_label_ids], n)
+                self._conditions[condition] = self._conditions.get(condition, 0) + conf
+                self._condition_frames[condition] = self._condition_frames.get(condition, 0) + 1
+        if instance_map is not None and scores is not None:
+            if self._instance is None:
+                self._instance = InstanceEvaluator(self.labels)
+            self._instance.add(gt_instance_ids, instance_map, scores)
+            self._add_coco(gt_instance_ids, instance_map, scores)
+        if panoptic is not None:
+            if self._panoptic is None:
+                self._panoptic = PanopticEvaluator(self.labels)
+            self._panoptic.add(gt_instance_ids, panoptic)
+
+    def _add_coco(self, gt_instance_ids: np.ndarray, instance_map: np.ndarray, scores: Mapping[int, float]) -> None:
+        """Encode this frame to COCO RLEs now and renumber into the running dataset."""
+        stem = f"frame_{self.frames:06d}"
+        gt = coco_ground_truth([(stem, gt_instance_ids)], self.labels)
+        preds = coco_predictions(gt, [(stem, instance_map, dict(scores))], self.labels)
+        image_id = len(self._coco_images) + 1
+        self._coco_categories = gt["categories"]
+        self._coco_images.append({**gt["images"][0], "id": image_id})
+        for ann in gt["annotations"]:
+            self._coco_annotations.append({**ann, "id": len(self._coco_annotations) + 1, "image_id": image_id})
+        self._coco_predictions.extend({**p, "image_id": image_id} for p in preds)
+
+    def result(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"frames": self.frames}
+        if self._semantic is not None:
+            out["semantic"] = self._semantic.result()
+        if self._instance is not None:
+            gt = {"images": self._coco_images, "annotations": self._coco_annotations,
+                  "categories": self._coco_categories}
+            out["instance"] = {"cityscapes": self._instance.result(), "coco": coco_mask_ap(gt, self._coco_predictions)}
+        if self._panoptic is not None:
+            out["panoptic"] = self._panoptic.result()
+        if self._conditions:
+            out["conditions"] = {
+                cond: {"frames": self._condition_frames[cond],
+                       **{k: v for k, v in summarize(conf, self.labels.class_names).items() if k != "iou"}}
+                for cond, conf in sorted(self._conditions.items())
+            }
+        return out
+
+
+GT_KINDS = ("label_ids", "instance_ids")
+PRED_KINDS = ("class_map", "instance_map", "scores", "panoptic")
+
+
+class FrameJoiner:
+    """Pairs ground truth and predictions of the same frame, keyed by (camera namespace,
+    header stamp), arriving in any order; a frame is evaluated as soon as it is complete
+    (``expected`` prediction kinds, both ground-truth images and, where the bag has it, the
+    condition), so only frames in flight are held in memory."""
+
+    def __init__(self, evaluator: StreamEvaluator, expected: tuple[str, ...],
+                 conditions_for: set[str] | frozenset[str] = frozenset()) -> None:
+        self.evaluator = evaluator
+        self.expected = tuple(k for k in expected if k in PRED_KINDS)
+        self.conditions_for = conditions_for  # namespaces whose bag carries gt/condition
+        self._pending: dict[tuple[str, int], dict[str, Any]] = {}
+        self.matched = 0
+
+    def add(self, namespace: str, stamp_ns: int, kind: str, value: Any) -> None:
+        key = (namespace, stamp_ns)
+        entry = self._pending.setdefault(key, {})
+        entry[kind] = value
+        if self._complete(namespace, entry):
+            self._evaluate(self._pending.pop(key))
+
+    def _complete(self, namespace: str, entry: dict[str, Any]) -> bool:
+        need = (*GT_KINDS, *self.expected, *(("condition",) if namespace in self.conditions_for else ()))
+        return all(k in entry for k in need)
+
+    def _evaluate(self, entry: dict[str, Any]) -> None:
+        self.evaluator.add(
+            entry["label_ids"], entry["instance_ids"], entry.get("condition", ""),
+            class_map=entry.get("class_map"), instance_map=entry.get("instance_map"),
+            scores=entry.get("scores"), panoptic=entry.get("panoptic"),
+        )
+        self.matched += 1
+
+    def finish(self) -> int:
+        """Evaluate leftovers that have ground truth and at least one prediction (e.g. a
+        missing condition message); returns how many frames could not be paired."""
+        unpaired = 0
+        for entry in self._pending.values():
+            if all(k in entry for k in GT_KINDS) and any(k in entry for k in self.expected):
+                self._evaluate(entry)
+            elif any(k in entry for k in self.expected):
+                unpaired += 1
+        self._pending.clear()
+        return unpaired
