@@ -16,9 +16,9 @@ per-channel normalisation, resize of the float image), the eager fp32 torchvisio
 returning logits, bilinear upsampling of the logits to the full frame and argmax there, and
 an output message built from ``tobytes()``.
 
-Every iteration runs every case once, in turn (interleaved), so load from other processes
-hits all cases alike and the ratios stay meaningful on a shared machine. Warm-up runs are
-excluded. DDS transport is measured by ``python -m seg_perception.ros.latency_bench``.
+Cases are timed in interleaved blocks of a few iterations (see :func:`run_cases`), so load
+from other processes hits all cases alike and the ratios stay meaningful on a shared
+machine. Warm-up runs are excluded. DDS transport is measured by ``python -m seg_perception.ros.latency_bench``.
 """
 
 from __future__ import annotations
@@ -124,19 +124,31 @@ class Case:
         }
 
 
-def run_cases(cases: Sequence[Case], iterations: int, warmup: int) -> None:
-    """Warm every case up, then ``iterations`` rounds; each round times every case once."""
+def run_cases(cases: Sequence[Case], iterations: int, warmup: int, block: int = 5) -> None:
+    """Warm every case up, then time ``iterations`` of each, in blocks of ``block``
+    iterations taken case after case (model only and end to end alternate within a block).
+
+    Blocks keep the comparison fair on a shared machine (load from other processes hits
+    every case alike) without letting one backend's thread pool disturb another's: torch
+    (OpenMP) and ONNX Runtime threads spin for a while after their work, so each block
+    starts with one untimed run that lets the previous case's threads go to sleep.
+    """
     for case in cases:
         for _ in range(warmup):
             case.model_only()
             case.end_to_end()
-    for _ in range(iterations):
+    done = 0
+    while done < iterations:
+        n = min(block, iterations - done)
         for case in cases:
-            for key in ("model_only", "end_to_end"):
-                fn = getattr(case, key)
-                t0 = time.perf_counter()
-                fn()
-                case.samples[key].append((time.perf_counter() - t0) * 1e3)
+            case.end_to_end()  # untimed: settles the thread pools after the previous case
+            for _ in range(n):
+                for key in ("model_only", "end_to_end"):
+                    fn = getattr(case, key)
+                    t0 = time.perf_counter()
+                    fn()
+                    case.samples[key].append((time.perf_counter() - t0) * 1e3)
+        done += n
 
 
 # ----------------------------------------------------------------------------- cases
@@ -399,7 +411,7 @@ def _cpu_name() -> str:
 def _print(report: dict[str, Any]) -> None:
     frame = report["frame"]
     print(f"\nframes {frame['width']}x{frame['height']} rgb8, {report['iterations']} iterations after "
-          f"{report['warmup']} warm-up (interleaved), load average {report['load_average']['start'][0]:.2f} -> "
+          f"{report['warmup']} warm-up (blocks of 5, interleaved), load average {report['load_average']['start'][0]:.2f} -> "
           f"{report['load_average']['end'][0]:.2f}")
     head = f"{'case':<52} {'input':>9}  {'model only p50/p95/p99 ms':>26}  {'end to end p50/p95/p99 ms':>26}  {'e2e/model':>9}  {'fps':>6}"
     print(head)

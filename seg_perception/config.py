@@ -103,9 +103,14 @@ class SemanticModelConfig:
     device: str
     precision: str
     engines_dir: str  # where exported ONNX and TensorRT engines are looked up (never downloaded)
+    # auto | build_in_background | require | never: see inference/engine_policy.py
+    engine_policy: str = "auto"
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> SemanticModelConfig:
+        from .inference.engine_policy import ENGINE_POLICIES
+
+        params = {"engine_policy": "auto", **params}  # optional: parameter files older than the key
         _require(params, cls)
         arch = semantic_architecture(str(params["model"]))
         height, width = _input_size(params, arch.size_divisor, arch.name)
@@ -119,6 +124,7 @@ class SemanticModelConfig:
             device=_choice(params, "device", DEVICE_CHOICES),
             precision=_choice(params, "precision", PRECISION_CHOICES),
             engines_dir=str(resolve(str(params["engines_dir"]))),
+            engine_policy=_choice(params, "engine_policy", ENGINE_POLICIES),
         )
 
 

@@ -6,20 +6,56 @@ from __future__ import annotations
 from typing import Any
 
 
-def camera_node_launch(executable: str, name: str, params_file: str) -> Any:
-    """One node of this package on one camera.
+def camera_node_launch(executable: str, name: str, params_file: str, lifecycle: bool = False) -> Any:
+    """One node of this package serving one camera, or several (``cameras``).
 
     Launch arguments: ``namespace`` (default ``camera``), ``image`` (input topic, default
     ``image_raw``), ``compressed_image``, ``params_file`` (default the installed
-    ``config/<params_file>``) and ``use_sim_time``.
+    ``config/<params_file>``), ``cameras`` (e.g. ``[front, front_left]``: one node batching
+    every camera, topics ``<namespace>/<camera>/image`` ...; default ``[]`` = one camera),
+    ``use_sim_time``, ``lifecycle`` (a managed node; default ``lifecycle``) and ``autostart``
+    (configure and activate a managed node at launch; default true).
     """
     from launch import LaunchDescription
-    from launch.actions import DeclareLaunchArgument
+    from launch.actions import DeclareLaunchArgument, EmitEvent, RegisterEventHandler
+    from launch.conditions import IfCondition, UnlessCondition
+    from launch.events import matches_action
     from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
-    from launch_ros.actions import Node
+    from launch_ros.actions import LifecycleNode, Node
+    from launch_ros.event_handlers import OnStateTransition
+    from launch_ros.events.lifecycle import ChangeState
     from launch_ros.substitutions import FindPackageShare
+    from lifecycle_msgs.msg import Transition
 
     default_params = PathJoinSubstitution([FindPackageShare("seg_perception"), "config", params_file])
+    managed = LaunchConfiguration("lifecycle")
+    node_args: dict[str, Any] = dict(
+        package="seg_perception",
+        executable=executable,
+        name=name,
+        namespace=LaunchConfiguration("namespace"),
+        parameters=[
+            LaunchConfiguration("params_file"),
+            {
+                "use_sim_time": LaunchConfiguration("use_sim_time"),
+                "cameras": LaunchConfiguration("cameras"),
+                "lifecycle": managed,
+            },
+        ],
+        remappings=[
+            ("image", LaunchConfiguration("image")),
+            ("image/compressed", LaunchConfiguration("compressed_image")),
+        ],
+        output="screen",
+        emulate_tty=True,
+    )
+    plain_node = Node(condition=UnlessCondition(managed), **node_args)
+    managed_node = LifecycleNode(condition=IfCondition(managed), **node_args)
+
+    def transition(transition_id: int, **kwargs: Any) -> EmitEvent:
+        return EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(managed_node),
+                                           transition_id=transition_id), **kwargs)
+
     return LaunchDescription(
         [
             DeclareLaunchArgument("namespace", default_value="camera", description="node namespace"),
@@ -28,20 +64,23 @@ def camera_node_launch(executable: str, name: str, params_file: str) -> Any:
                 "compressed_image", default_value="image_raw/compressed", description="compressed image topic"
             ),
             DeclareLaunchArgument("params_file", default_value=default_params, description="parameter file"),
+            DeclareLaunchArgument("cameras", default_value="[]",
+                                  description="camera namespaces served by one node, e.g. [front, front_left]"),
             DeclareLaunchArgument("use_sim_time", default_value="false", description="use /clock (bag replay)"),
-            Node(
-                package="seg_perception",
-                executable=executable,
-                name=name,
-                namespace=LaunchConfiguration("namespace"),
-                parameters=[LaunchConfiguration("params_file"), {"use_sim_time": LaunchConfiguration("use_sim_time")}],
-                remappings=[
-                    ("image", LaunchConfiguration("image")),
-                    ("image/compressed", LaunchConfiguration("compressed_image")),
-                ],
-                output="screen",
-                emulate_tty=True,
+            DeclareLaunchArgument("lifecycle", default_value=str(lifecycle).lower(),
+                                  description="run as a managed (rclpy.lifecycle) node"),
+            DeclareLaunchArgument("autostart", default_value="true",
+                                  description="configure and activate the managed node at launch"),
+            plain_node,
+            managed_node,
+            # Managed: configure at launch, activate once configured (a failed configure stays
+            # unconfigured, visible through `ros2 lifecycle get`).
+            RegisterEventHandler(
+                OnStateTransition(target_lifecycle_node=managed_node, goal_state="inactive",
+                                  entities=[transition(Transition.TRANSITION_ACTIVATE)]),
+                condition=IfCondition(LaunchConfiguration("autostart")),
             ),
+            transition(Transition.TRANSITION_CONFIGURE, condition=IfCondition(LaunchConfiguration("autostart"))),
         ]
     )
 

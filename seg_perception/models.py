@@ -135,11 +135,26 @@ def build_semantic_model(
             )
         model = arch.build(num_classes, False)
         load_weights(model, state, str(checkpoint))
+        if "mean" in meta or "std" in meta:
+            # The checkpoint's own input normalisation travels with the model into SemanticHead.
+            model.input_normalization = _normalization(meta, checkpoint)
     else:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             model = arch.build(num_classes, False)
     return model.eval(), meta
+
+
+def _normalization(meta: dict[str, Any], checkpoint: str | Path) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    try:
+        mean = tuple(float(v) for v in meta.get("mean", IMAGENET_MEAN))
+        std = tuple(float(v) for v in meta.get("std", IMAGENET_STD))
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f"checkpoint {checkpoint}: meta mean/std must be 3 numbers each ({err})") from err
+    if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
+        raise CheckpointError(f"checkpoint {checkpoint}: meta mean/std must be 3 numbers each, std > 0; "
+                              f"got mean {mean}, std {std}")
+    return mean, std
 
 
 class SemanticHead(nn.Module):
@@ -154,17 +169,27 @@ class SemanticHead(nn.Module):
     def __init__(
         self,
         model: nn.Module,
-        mean: tuple[float, float, float] = IMAGENET_MEAN,
-        std: tuple[float, float, float] = IMAGENET_STD,
+        mean: tuple[float, float, float] | None = None,
+        std: tuple[float, float, float] | None = None,
         with_confidence: bool = True,
     ) -> None:
         super().__init__()
+        # Default: the normalisation the checkpoint was trained with (build_semantic_model), else ImageNet's.
+        own_mean, own_std = getattr(model, "input_normalization", (IMAGENET_MEAN, IMAGENET_STD))
+        mean = own_mean if mean is None else mean
+        std = own_std if std is None else std
         self.model = model
         self.with_confidence = with_confidence
         std_t = torch.tensor(std).view(1, 3, 1, 1)
         # x/255 - mean)/std folded into one multiply-add
         self.register_buffer("scale", 1.0 / (255.0 * std_t), persistent=False)
         self.register_buffer("shift", -torch.tensor(mean).view(1, 3, 1, 1) / std_t, persistent=False)
+
+    def normalization(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """(mean, std) applied to x/255, recovered from the folded scale and shift."""
+        std = 1.0 / (255.0 * self.scale.flatten().double())
+        mean = -self.shift.flatten().double() * std
+        return tuple(mean.tolist()), tuple(std.tolist())
 
     def logits(self, frames: torch.Tensor) -> torch.Tensor:
         """(N, C, H, W) class scores for uint8 (N, H, W, 3) frames (training, evaluation)."""

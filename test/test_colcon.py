@@ -12,10 +12,8 @@ import hashlib
 import os
 import re
 import shlex
-import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -28,7 +26,7 @@ from sensor_msgs.msg import Image
 from seg_perception.config import SemanticModelConfig, node_defaults
 from seg_perception.image_conversion import decode_image
 from seg_perception.pipeline.semantic import SemanticSegmenter
-from seg_perception.ros.harness import GraphClient, find_message
+from seg_perception.ros.harness import GraphClient, NodeProcess, find_message
 
 pytestmark = [pytest.mark.slow, pytest.mark.ros]
 
@@ -172,43 +170,11 @@ def test_sourced_install_imports_the_installed_package(workspace: Path, tmp_path
     assert Path(checkpoint) == install / "share" / PKG / SHIPPED_WEIGHTS
 
 
-class InstalledNode:
-    """The installed executable, started from a sourced shell; stopped with SIGINT (Ctrl-C)."""
-
-    def __init__(self, workspace: Path, cwd: Path, extra_env: dict[str, str]) -> None:
-        exe = workspace / "install" / PKG / "lib" / PKG / "semantic_segmentation_node"
-        env = clean_env(workspace / "home") | extra_env
-        self.proc = subprocess.Popen(
-            sourced(workspace, f'exec "{exe}" --ros-args -r __ns:={NS}'),
-            cwd=cwd,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        self._lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self._lines.append(line)
-
-    @property
-    def output(self) -> str:
-        return "".join(self._lines)
-
-    def stop(self, timeout: float = 30.0) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)  # bash exec'd the node: the signal reaches it
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._reader.join(5)
-        return self.proc.returncode
+def installed_node(workspace: Path, cwd: Path, extra_env: dict[str, str]) -> NodeProcess:
+    """The installed executable, started from a sourced shell that execs it (so SIGINT reaches it)."""
+    exe = workspace / "install" / PKG / "lib" / PKG / "semantic_segmentation_node"
+    return NodeProcess.from_command(sourced(workspace, f'exec "{exe}" --ros-args -r __ns:={NS}'),
+                                    clean_env(workspace / "home") | extra_env, cwd)
 
 
 def scene(width: int, height: int, seed: int, encoding: str = "rgb8") -> Image:
@@ -239,7 +205,7 @@ def test_installed_node_runs_on_installed_defaults_over_dds(workspace: Path, tmp
     # What the node must compute: the same shipped weights and installed defaults, run offline.
     offline = SemanticSegmenter.from_config(SemanticModelConfig.from_params(node_defaults("semantic")))
 
-    node = InstalledNode(workspace, tmp_path, ros_env)
+    node = installed_node(workspace, tmp_path, ros_env)
     client = GraphClient("colcon_test_client")
     try:
         client.subscribe(Image, f"{NS}/semantic/class_map")

@@ -96,13 +96,26 @@ def test_launch_description_runs_this_package_with_installed_config() -> None:
     found under the installed share/seg_perception/config."""
     function = _description_function("camera_node_launch")
     (node,) = _calls(function, "Node")
-    assert ast.literal_eval(_kw(node, "package")) == "seg_perception"
-    assert isinstance(_kw(node, "executable"), ast.Name)  # the launch file's executable
+    (node_args,) = [c for c in _calls(function, "dict") if _kw(c, "package") is not None]
+    assert ast.literal_eval(_kw(node_args, "package")) == "seg_perception"
+    assert isinstance(_kw(node_args, "executable"), ast.Name)  # the launch file's executable
     (join,) = _calls(function, "PathJoinSubstitution")
     share, config = join.args[0].elts[:2]
     assert ast.literal_eval(share.args[0]) == "seg_perception" and ast.literal_eval(config) == "config"
     declared = {ast.literal_eval(c.args[0]) for c in _calls(function, "DeclareLaunchArgument")}
-    assert declared == {"namespace", "image", "compressed_image", "params_file", "use_sim_time"}
+    assert declared == {"namespace", "image", "compressed_image", "params_file", "use_sim_time", "cameras",
+                        "lifecycle", "autostart"}
+    # The same arguments go to the plain node and the managed (lifecycle) one, each behind its condition.
+    (managed,) = _calls(function, "LifecycleNode")
+    assert ast.unparse(managed) == ast.unparse(node).replace("Node(", "LifecycleNode(", 1).replace(
+        "UnlessCondition", "IfCondition")
+    source = ast.unparse(function)
+    assert "TRANSITION_CONFIGURE" in source and "TRANSITION_ACTIVATE" in source
+
+
+def test_the_vehicle_launch_file_starts_a_managed_node() -> None:
+    (call,) = _launch_calls(REPO / "launch" / "perception.launch.py")
+    assert ast.literal_eval(_kw(call, "lifecycle")) is True
 
 
 def test_replay_launch_wires_player_node_recorder_on_the_bag_clock() -> None:

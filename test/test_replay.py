@@ -223,18 +223,25 @@ def test_replay_counts_and_skips_bad_frames(tmp_path: Path, params: dict) -> Non
 
 
 def test_interrupted_replay_leaves_a_readable_bag_and_report(tmp_path: Path) -> None:
+    import os
+    import re
+
     in_bag = drive_bag(tmp_path / "in", frames=40)
     proc = subprocess.Popen([sys.executable, "-m", "seg_perception.cli", "replay", str(in_bag), "--out",
                              str(tmp_path / "out"), "--models", "semantic"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    seen: list[str] = []
-    reader = threading.Thread(target=lambda: seen.extend(iter(lambda: proc.stderr.read(1), "")), daemon=True)
-    reader.start()
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, bufsize=0)
+    seen = bytearray()
+
+    def read() -> None:
+        while chunk := os.read(proc.stderr.fileno(), 4096):
+            seen.extend(chunk)
+
+    threading.Thread(target=read, daemon=True).start()
     deadline = time.monotonic() + 300
-    while " 2/40" not in "".join(seen) and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
+    while not re.search(rb"\b([2-9]|[1-3][0-9])/40", seen) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
     proc.send_signal(signal.SIGINT)
-    assert proc.wait(60) == 130, "".join(seen)
+    assert proc.wait(60) == 130, seen.decode(errors="replace")
     kept = read_bag(tmp_path / "out")["/camera/semantic/class_map"]
     report = json.loads((tmp_path / "out.report.json").read_text())
     assert report["stopped"] == "interrupted" and 2 <= len(kept) == report["frames"] < 40

@@ -40,7 +40,7 @@ import torch
 from torch import nn
 
 from ..errors import BackendError
-from ..models import IMAGENET_MEAN, IMAGENET_STD, SemanticHead
+from ..models import SemanticHead
 from .base import PRECISION_CHOICES
 
 log = logging.getLogger(__name__)
@@ -344,8 +344,8 @@ def export_semantic_onnx(
     calib_frames: np.ndarray | None = None,
     max_batch: int = 8,
     *,
-    mean: Sequence[float] = IMAGENET_MEAN,
-    std: Sequence[float] = IMAGENET_STD,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
     dynamic_size: bool = False,
     min_agreement: float | None = None,
     check_frames: np.ndarray | None = None,
@@ -395,7 +395,9 @@ def export_semantic_onnx(
     path.parent.mkdir(parents=True, exist_ok=True)
 
     # The graph always computes both outputs; backends fetch the confidence only when asked.
-    head = SemanticHead(copy.deepcopy(model).to("cpu", torch.float32), tuple(mean), tuple(std), with_confidence=True).eval()
+    head = SemanticHead(copy.deepcopy(model).to("cpu", torch.float32), None if mean is None else tuple(mean),
+                        None if std is None else tuple(std), with_confidence=True).eval()
+    mean, std = head.normalization()  # what the graph applies; recorded in the ONNX metadata
     if check_frames is None:
         check_frames = verification_frames((height, width), count=4)
         if calib_frames is not None:

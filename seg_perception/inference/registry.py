@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,9 +66,11 @@ def create_semantic_backend(
     precision: str,
     build_model: Callable[[], nn.Module],
     artifacts: SemanticArtifacts | None = None,
+    skip: Mapping[str, str] | None = None,
 ) -> SemanticBackend:
     """Create the requested backend. ``auto`` takes the first usable of tensorrt (a valid
-    engine exists), onnxruntime, torch, and logs its choice and why it skipped the others."""
+    engine exists), onnxruntime, torch, and logs its choice and why it skipped the others.
+    ``skip``: backends ``auto`` must not take, with the reason (e.g. the engine policy's)."""
     if backend not in BACKEND_CHOICES:
         raise ConfigError(f"unknown backend {backend!r}; expected one of {list(BACKEND_CHOICES)}")
     device = resolve_device(device)
@@ -76,6 +78,9 @@ def create_semantic_backend(
     if backend == "auto":
         skipped: list[str] = []
         for candidate in AUTO_ORDER:
+            if skip and candidate in skip:
+                skipped.append(f"{candidate}: {skip[candidate]}")
+                continue
             if candidate == "tensorrt" and (artifacts.engine is None or not artifacts.engine.is_file()):
                 skipped.append("tensorrt: no engine built")
                 continue

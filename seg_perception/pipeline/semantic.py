@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 import numpy as np
 
@@ -13,7 +14,8 @@ from ..config import SemanticModelConfig
 from ..image_conversion import DecodedImage, to_rgb
 from ..inference import SemanticBackend, create_semantic_backend
 from ..inference.engine_build import artifact_paths
-from ..inference.registry import SemanticArtifacts
+from ..inference.engine_policy import BackgroundEngineBuild, BuildJob, EnginePlan, plan_engine, switch_decision
+from ..inference.registry import SemanticArtifacts, resolve_device
 from ..labels import LabelSet, load_label_set
 from ..models import build_semantic_model
 from .postprocess import blend_overlay, message_buffer, upsample_nearest
@@ -33,22 +35,39 @@ class SemanticResult:
 class SemanticSegmenter:
     """Batch in, one result per frame out; the same object serves every entry point."""
 
-    def __init__(self, config: SemanticModelConfig, backend: SemanticBackend, labels: LabelSet) -> None:
+    def __init__(
+        self, config: SemanticModelConfig, backend: SemanticBackend, labels: LabelSet,
+        engine_plan: EnginePlan | None = None,
+    ) -> None:
         self.config = config
         self.backend = backend
         self.labels = labels
         self.palette = labels.palette()
         self._batch: np.ndarray | None = None
+        self.engine_plan = engine_plan  # what start-up decided about the TensorRT engine
+        self.engine_build: BackgroundEngineBuild | None = None
+        self._engine_note = ""  # the outcome of the background build
+        self._notify: Callable[[str, str], None] = _log_event
 
     @classmethod
     def from_config(cls, config: SemanticModelConfig) -> SemanticSegmenter:
+        """Build the model on its backend. The engine policy is applied here (``require``
+        without a usable engine raises ConfigError); a background build is only started by
+        :meth:`start_engine_build` (the nodes call it; offline tools do not)."""
         labels = load_label_set(config.labels)
-        build = partial(_build_checked, config, labels)
+        build = _once(partial(_build_checked, config, labels))
         size = (config.input_height, config.input_width)
         onnx, engine = artifact_paths(config.engines_dir, config.model, size, config.precision)
         artifacts = SemanticArtifacts(onnx, engine, size)
-        backend = create_semantic_backend(config.backend, config.device, config.precision, build, artifacts)
-        return cls(config, backend, labels)
+        plan = plan_engine(config, onnx, engine, build)
+        if plan.effective == "require":
+            backend = create_semantic_backend("tensorrt", config.device, config.precision, build, artifacts)
+        elif config.backend in ("auto", "tensorrt"):
+            skip = {} if plan.usable else {"tensorrt": _why_not(plan)}
+            backend = create_semantic_backend("auto", config.device, config.precision, build, artifacts, skip)
+        else:
+            backend = create_semantic_backend(config.backend, config.device, config.precision, build, artifacts)
+        return cls(config, backend, labels, plan)
 
     @property
     def input_size(self) -> tuple[int, int]:
@@ -63,8 +82,9 @@ class SemanticSegmenter:
         """
         if not images:
             return []
+        backend = self.backend  # read once: a batch runs wholly on one backend (see switch_backend)
         self._batch = resize_batch(images, self.input_size, out=self._batch)
-        out = self.backend.run(self._batch, with_confidence=with_confidence)
+        out = backend.run(self._batch, with_confidence=with_confidence)
         results = []
         for i, img in enumerate(images):
             size = (img.height, img.width)
@@ -77,6 +97,130 @@ class SemanticSegmenter:
     def overlay(self, image: DecodedImage, result: SemanticResult, alpha: float) -> np.ndarray:
         """(H, W, 3) RGB blend of the frame and its class colours."""
         return blend_overlay(to_rgb(image), result.class_map, self.palette, alpha)
+
+    # -- the TensorRT engine (engine_policy) ---------------------------------------------
+    def switch_backend(self, backend: SemanticBackend) -> SemanticBackend:
+        """Serve from the next batch on with ``backend``; returns the old one.
+
+        Safe from any thread without a lock: :meth:`segment` loads ``self.backend`` once per
+        batch and rebinding an attribute is atomic, so each batch runs wholly on the old or
+        wholly on the new backend; a batch in flight finishes on the old one, which is freed
+        after it. ``backend`` must take the same frames (uint8, the model input size)."""
+        old, self.backend = self.backend, backend
+        self._notify("info", f"semantic backend switched from {old.name}/{old.device} to {backend.name}/{backend.device}")
+        return old
+
+    def start_engine_build(self, notify: Callable[[str, str], None] | None = None) -> BackgroundEngineBuild | None:
+        """Under ``build_in_background`` with a missing or stale engine: build it in a child
+        process and switch to it when it is built and can run here. Returns immediately.
+        ``notify(level, message)`` (level: info | warning | error) reports progress, from
+        this and from the watcher thread."""
+        plan = self.engine_plan
+        if notify is not None:
+            self._notify = notify
+        if plan is None or not plan.build or self.engine_build is not None:
+            return self.engine_build
+        cfg = self.config
+        job = BuildJob(cfg.model, cfg.checkpoint, self.labels.num_classes, cfg.input_height, cfg.input_width,
+                       cfg.precision, str(plan.onnx), str(plan.engine))
+        self.engine_build = BackgroundEngineBuild(job, on_done=self._engine_built).start()
+        self._notify("info", f"engine: {plan.problem}; serving on {self.backend.name} while a child process builds "
+                             f"{plan.engine} (log {job.log_path})")
+        return self.engine_build
+
+    def _engine_built(self, build: BackgroundEngineBuild) -> None:
+        """Watcher thread, once the child has ended: switch to the engine or say why not."""
+        plan = self.engine_plan
+        assert plan is not None
+        took = f"in {build.elapsed:.1f} s"
+        if build.state != "built":
+            self._engine_note = (f"build failed {took}: {build.error} (log {build.job.log_path}); "
+                                 f"staying on {self.backend.name}")
+            self._notify("error", f"engine {self._engine_note}")
+            return
+        reason = switch_decision(plan, self.config.device)
+        if reason is None:
+            try:
+                new = open_engine_backend(self.config, plan)
+            except Exception as err:  # noqa: BLE001 - any failure leaves the fallback serving
+                reason = f"{type(err).__name__}: {err}"
+            else:
+                old = self.switch_backend(new)
+                self._engine_note = f"built {plan.engine} {took}; switched from {old.name} to {new.name}"
+                return
+        self._engine_note = f"built {plan.engine} {took}; staying on {self.backend.name}: {reason}"
+        self._notify("warning", f"engine {self._engine_note}")
+
+    def engine_status(self) -> str:
+        """One line about the TensorRT engine, for /diagnostics and logs."""
+        plan = self.engine_plan
+        if plan is None:
+            return "unknown"
+        build = self.engine_build
+        if build is not None and build.state in ("pending", "exporting", "building"):
+            phase = "exporting the ONNX, then building" if build.state == "exporting" else "building"
+            return (f"building: {phase} {plan.engine} ({build.elapsed:.0f} s so far, log {build.job.log_path}); "
+                    f"serving on {self.backend.name} meanwhile")
+        if self._engine_note:
+            return self._engine_note
+        if plan.effective == "never":
+            return f"not used ({plan.why})"
+        if self.backend.name == "tensorrt":
+            return f"in use: {plan.engine}"
+        if plan.problem is not None:
+            return f"not built ({plan.problem}); serving on {self.backend.name}"
+        return f"valid engine {plan.engine}; staying on {self.backend.name}: {_why_not(plan)}"
+
+    def engine_diagnostics(self) -> dict[str, Any]:
+        """``engine_policy``, ``engine_status`` and, once a build ran, ``engine_build_s``."""
+        plan = self.engine_plan
+        if plan is None:
+            return {}
+        policy = plan.effective if plan.policy == plan.effective else f"{plan.effective} ({plan.why})"
+        values: dict[str, Any] = {"engine_policy": policy, "engine_status": self.engine_status()}
+        if self.engine_build is not None:
+            values["engine_build_s"] = round(self.engine_build.elapsed, 1)
+        return values
+
+    def close(self) -> None:
+        """Stop a background build still running (its child process ends)."""
+        if self.engine_build is not None:
+            self.engine_build.stop()
+
+
+def open_engine_backend(config: SemanticModelConfig, plan: EnginePlan) -> SemanticBackend:
+    """The TensorRT backend on the built engine, run once on a blank batch, so a broken
+    engine is found here, off the serving thread, and never switched to."""
+    from ..inference.tensorrt_backend import TensorRTSemanticBackend
+
+    backend = TensorRTSemanticBackend(plan.engine, resolve_device(config.device), config.precision,
+                                      onnx_path=plan.onnx)
+    backend.run(np.zeros((1, config.input_height, config.input_width, 3), np.uint8))
+    return backend
+
+
+def _why_not(plan: EnginePlan) -> str:
+    if plan.effective == "never":
+        return f"engine_policy never ({plan.why})"
+    if plan.problem is not None:
+        return plan.problem
+    return f"no TensorRT runtime usable here ({plan.runtime_problem})"
+
+
+def _log_event(level: str, message: str) -> None:
+    getattr(log, level)(message)
+
+
+def _once(build: Callable[[], Any]) -> Callable[[], Any]:
+    """``build`` called at most once (the engine check and the fallback backend share it)."""
+    made: list[Any] = []
+
+    def get() -> Any:
+        if not made:
+            made.append(build())
+        return made[0]
+
+    return get
 
 
 def _build_checked(config: SemanticModelConfig, labels: LabelSet):  # noqa: ANN202 - torch module

@@ -20,17 +20,15 @@ import threading
 import time
 from typing import Any
 
-import rclpy
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from builtin_interfaces.msg import Time
 from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
-from builtin_interfaces.msg import Time
 
 from .. import bags
 from ..errors import BagError, ConfigError, SegPerceptionError
 from .parameters import declare_from_defaults
 from .qos import qos_profile
-from .runner import use_large_image_profile
+from .runner import run_node
 
 DEFAULTS: dict[str, Any] = {
     "bag": "",
@@ -176,29 +174,7 @@ class BagPlayer(Node):
 
 def main(args: list[str] | None = None) -> int:
     """Spin until playback ends (unless exit_when_done is false) or Ctrl-C."""
-    import sys
-
-    use_large_image_profile()
-    rclpy.init(args=args)
-    try:
-        node = BagPlayer()
-    except SegPerceptionError as err:
-        print(f"error: {err}", file=sys.stderr)
-        rclpy.try_shutdown()
-        return 2
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    try:
-        while rclpy.ok() and not (node.done.is_set() and node.p["exit_when_done"]):
-            executor.spin_once(timeout_sec=0.1)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.close()
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(BagPlayer, args, until=lambda node: node.done.is_set() and node.p["exit_when_done"])
 
 
 if __name__ == "__main__":

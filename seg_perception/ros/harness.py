@@ -45,13 +45,18 @@ class NodeProcess:
     def __init__(
         self, module: str, namespace: str, params: dict[str, Any], params_file: str | None = None
     ) -> None:
-        self.proc = subprocess.Popen(
-            node_command(module, namespace, params, params_file),
-            env=node_env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
+        self._start(node_command(module, namespace, params, params_file), node_env())
+
+    @classmethod
+    def from_command(cls, command: list[str], env: dict[str, str], cwd: str | os.PathLike | None = None) -> NodeProcess:
+        """Any node command line (an installed executable, a sourced shell that execs one)."""
+        node = cls.__new__(cls)
+        node._start(command, env, cwd)
+        return node
+
+    def _start(self, command: list[str], env: dict[str, str], cwd: str | os.PathLike | None = None) -> None:
+        self.proc = subprocess.Popen(command, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     text=True)
         self._lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()

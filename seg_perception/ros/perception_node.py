@@ -27,9 +27,13 @@ class PerceptionNode(SegmentationNodeBase):
         self.core_description = (
             f"{describe_semantic(self, self.core.semantic)} + {describe_instance(self, self.instance_config, self.core.instance)}"
         )
+        # engine_policy build_in_background: serve now, build the engine in a child process
+        self.core.semantic.start_engine_build(lambda level, msg: getattr(self.get_logger(), level)(msg))
 
     def release_core(self) -> None:
         if self.core is not None:
+            if self.core.semantic is not None:
+                self.core.semantic.close()
             self.core.close()
         self.core = None
 
@@ -49,7 +53,7 @@ class PerceptionNode(SegmentationNodeBase):
     def diagnostic_values(self) -> dict[str, Any]:
         if self.core is None or self.core.semantic is None:
             return {}
-        return {**self.semantic_diagnostics(self.core.semantic),
+        return {**self.semantic_diagnostics(self.core.semantic), **self.core.semantic.engine_diagnostics(),
                 **self.instance_diagnostics(self.instance_config, self.core.instance)}
 
 

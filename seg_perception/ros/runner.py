@@ -39,7 +39,9 @@ def use_large_image_profile() -> None:
         os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = str(profile)
 
 
-def run_node(factory: Callable[[], "rclpy.node.Node"], args: list[str] | None = None) -> int:
+def run_node(factory: Callable[[], "rclpy.node.Node"], args: list[str] | None = None,
+             until: Callable[["rclpy.node.Node"], bool] | None = None) -> int:
+    """Create the node, spin until Ctrl-C (or until ``until(node)`` is true), shut down in order."""
     use_large_image_profile()
     rclpy.init(args=args)
     try:
@@ -51,7 +53,11 @@ def run_node(factory: Callable[[], "rclpy.node.Node"], args: list[str] | None = 
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     try:
-        executor.spin()
+        if until is None:
+            executor.spin()
+        else:
+            while rclpy.ok() and not until(node):
+                executor.spin_once(timeout_sec=0.1)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:

@@ -22,9 +22,17 @@ class SemanticSegmentationNode(SegmentationNodeBase):
     def setup_core(self, params: dict[str, Any]) -> None:
         self.segmenter = SemanticSegmenter.from_config(SemanticModelConfig.from_params(params))
         self.core_description = describe_semantic(self, self.segmenter)
+        # engine_policy build_in_background: serve now, build the engine in a child process
+        self.segmenter.start_engine_build(self.log_event)
 
     def release_core(self) -> None:
+        if self.segmenter is not None:
+            self.segmenter.close()
         self.segmenter = None
+
+    def log_event(self, level: str, message: str) -> None:
+        """``notify`` of the core's background work: to the node's log (any thread)."""
+        getattr(self.get_logger(), level)(message)
 
     def make_outputs(self, prefix: str) -> SemanticOutputs:
         assert self.segmenter is not None
@@ -40,7 +48,9 @@ class SemanticSegmentationNode(SegmentationNodeBase):
             self.published(frame)
 
     def diagnostic_values(self) -> dict[str, Any]:
-        return self.semantic_diagnostics(self.segmenter) if self.segmenter is not None else {}
+        if self.segmenter is None:
+            return {}
+        return {**self.semantic_diagnostics(self.segmenter), **self.segmenter.engine_diagnostics()}
 
 
 def main(args: list[str] | None = None) -> int:
