@@ -16,8 +16,9 @@ import numpy as np
 from rosbags.rosbag2 import Reader, ReaderError, StoragePlugin, Writer
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
-from .errors import BagError
-from .image_conversion import encode_compressed, encode_image
+from .errors import BagError, ImageError
+from .image_conversion import (DecodedImage, decode_compressed, decode_image, encode_compressed,
+                               encode_image)
 
 if TYPE_CHECKING:
     from rosbags.interfaces import Connection
@@ -227,3 +228,13 @@ def detections_message(msg_header: Any, instances: Sequence[Any]) -> Any:
 def detection_scores(msg: Any) -> dict[int, float]:
     """{instance_map value: score} of a Detection2DArray (rosbags or rclpy message alike)."""
     return {int(d.id): float(d.results[0].hypothesis.score) for d in msg.detections if d.id and d.results}
+
+
+def decode_frame(raw: bytes | memoryview, msgtype: str) -> tuple[Any, DecodedImage]:
+    """Serialized (CDR) Image or CompressedImage -> (message, decoded frame). The pixels of
+    raw formats are a view of ``raw``: no copy. Any fault is an ImageError."""
+    try:
+        msg = TYPESTORE.deserialize_cdr(raw, msgtype)
+    except Exception as err:  # noqa: BLE001 - rosbags raises assorted errors on malformed CDR
+        raise ImageError(f"malformed {msgtype} message ({type(err).__name__}: {err})") from err
+    return msg, decode_compressed(msg) if msgtype == COMPRESSED else decode_image(msg)

@@ -25,9 +25,9 @@ import numpy as np
 from rosbags.rosbag2 import Writer
 
 from . import bags
-from .bags import COMPRESSED, DETECTIONS, IMAGE, STORAGES, TYPESTORE
+from .bags import DETECTIONS, IMAGE, STORAGES, TYPESTORE
 from .errors import BagError, ImageError
-from .image_conversion import DecodedImage, decode_compressed, decode_image
+from .image_conversion import DecodedImage
 from .metrics.bags import add_ground_truth, ground_truth_connections
 from .metrics.run import format_report, jsonable
 from .metrics.stream import FrameJoiner, StreamEvaluator
@@ -181,9 +181,8 @@ def _run(reader: Any, writer: Writer, cameras: list, core: PerceptionCore, optio
 def _decode(conn: Any, raw: bytes, report: ReplayReport) -> tuple[Any, DecodedImage] | None:
     """(message, decoded frame), or None for a bad frame (counted; the first one is named)."""
     try:
-        msg = bags.deserialize(raw, conn.msgtype)
-        image = decode_compressed(msg) if conn.msgtype == COMPRESSED else decode_image(msg)
-    except (ImageError, ValueError, AssertionError, IndexError, KeyError) as err:
+        msg, image = bags.decode_frame(raw, conn.msgtype)
+    except ImageError as err:
         report.bad_frames += 1
         where = f"{conn.topic} message {report.frames + report.bad_frames}"
         if not report.first_bad:

@@ -176,17 +176,15 @@ def test_ort_instance_backend_refuses_other_weights_and_precisions(fp32_graphs: 
 
 def test_instance_from_config_serves_onnxruntime_from_the_engines_folder(
     model: torch.nn.Module, fp32_graphs: dict[str, Path], engines_dir: Path, tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from seg_perception.config import InstanceModelConfig, node_defaults
     from seg_perception.inference.instance_backend import OnnxRuntimeInstanceBackend, TorchInstanceBackend
     from seg_perception.pipeline import factory
 
     checkpoint = save_instance_checkpoint(tmp_path / "inst.pth", model, ARCH, instance_class_names(LABELS))
-    monkeypatch.setattr(factory, "DEFAULT_ENGINES_DIR", str(engines_dir))
     params = node_defaults("instance")
     params.update(input_height=SIZE[0], input_width=SIZE[1], checkpoint=str(checkpoint), device="cpu",
-                  score_threshold=SCORE, max_instances=DETECTIONS)
+                  score_threshold=SCORE, max_instances=DETECTIONS, engines_dir=str(engines_dir))
     frames = [DecodedImage(f, ColorOrder.RGB) for f in scene_frames((256, 512), 2, seed=10_100)]
     results = {}
     for backend in ("onnxruntime", "auto", "torch"):
@@ -201,8 +199,8 @@ def test_instance_from_config_serves_onnxruntime_from_the_engines_folder(
         assert same >= 0.98
     empty = tmp_path / "empty"
     empty.mkdir()
-    monkeypatch.setattr(factory, "DEFAULT_ENGINES_DIR", str(empty))
-    segmenter = factory.instance_from_config(InstanceModelConfig.from_params({**params, "backend": "auto"}))
+    segmenter = factory.instance_from_config(
+        InstanceModelConfig.from_params({**params, "backend": "auto", "engines_dir": str(empty)}))
     assert isinstance(segmenter.backend, TorchInstanceBackend)  # auto never exports at start-up
 
 
@@ -271,3 +269,51 @@ def test_tensorrt_rtx_builds_all_three_split_graphs(precision: str, graphs_by_pr
     assert sides["box_head"]["input"]["max"] == [300 * 2, 256, 7, 7]
     assert sides["mask_head"]["input"]["max"] == [DETECTIONS * 2, 256, 14, 14]
     assert [o["name"] for o in sides["mask_head"]["outputs"]] == ["mask_logits"]
+
+
+@pytest.mark.ros
+@pytest.mark.slow
+def test_instance_node_on_onnxruntime_publishes_what_the_torch_core_computes(
+    model: torch.nn.Module, fp32_graphs: dict[str, Path], engines_dir: Path, tmp_path: Path,
+) -> None:
+    """The node with ``backend: onnxruntime`` (split graphs) over DDS vs the eager torch core."""
+    from diagnostic_msgs.msg import DiagnosticArray
+    from sensor_msgs.msg import Image
+    from std_msgs.msg import Header
+
+    from seg_perception.config import InstanceModelConfig, node_defaults
+    from seg_perception.pipeline import factory
+    from seg_perception.ros.harness import GraphClient, NodeProcess
+    from seg_perception.ros.messages import image_msg
+
+    from .test_semantic_node import latest_diagnostics, publish_until, stamped
+
+    checkpoint = save_instance_checkpoint(tmp_path / "inst.pth", model, ARCH, instance_class_names(LABELS))
+    params = dict(input_height=SIZE[0], input_width=SIZE[1], checkpoint=str(checkpoint), device="cpu",
+                  score_threshold=SCORE, max_instances=DETECTIONS, engines_dir=str(engines_dir))
+    torch_core = factory.instance_from_config(
+        InstanceModelConfig.from_params({**node_defaults("instance"), **params, "backend": "torch"}))
+    ns = "/inst_ort"
+    node = NodeProcess("seg_perception.ros.instance_node", ns,
+                       {**params, "backend": "onnxruntime", "diagnostics_period": 0.5})
+    client = GraphClient("instance_ort_client")
+    try:
+        client.subscribe(Image, f"{ns}/instance/instance_map")
+        client.subscribe(DiagnosticArray, "/diagnostics")
+        pub = client.publisher(Image, f"{ns}/image")
+        assert client.wait_for(lambda: pub.get_subscription_count() > 0, 90), node.output
+        compared = 0
+        for i, frame in enumerate(scene_frames((256, 512), 2, seed=10_200)):
+            msg = stamped(image_msg(frame, Header(), "rgb8"), client, f"f{i}")
+            got = publish_until(client, pub, msg, f"{ns}/instance/instance_map", timeout=60)
+            assert got is not None, node.output
+            published = np.frombuffer(bytes(got.data), "<u2").reshape(got.height, got.width)
+            expected = torch_core.segment([DecodedImage(frame, ColorOrder.RGB)])[0]
+            assert len(expected.instances) >= 1
+            assert (published == expected.instance_map).mean() >= 0.98
+            compared += 1
+        assert compared == 2
+        assert client.wait_for(lambda: latest_diagnostics(client, ns).get("instance_backend") == "onnxruntime", 10)
+    finally:
+        client.close()
+        assert node.stop() == 0, node.output

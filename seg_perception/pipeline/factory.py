@@ -8,9 +8,6 @@ from ..inference.registry import resolve_device
 from .instance import InstanceSegmenter
 from .semantic import SemanticSegmenter
 
-# Where instance split graphs are looked up when the config leaves engines_dir empty.
-DEFAULT_ENGINES_DIR = "engines"
-
 
 def semantic_from_config(config: SemanticModelConfig) -> SemanticSegmenter:
     return SemanticSegmenter.from_config(config)
@@ -46,9 +43,8 @@ def instance_from_config(config: InstanceModelConfig) -> InstanceSegmenter:
 
     from ..inference.instance_backend import SplitInstanceSegmenter, create_instance_backend
     from ..inference.instance_export import instance_artifact_paths
-    from ..resources import resolve
 
-    engines_dir = resolve(config.engines_dir or DEFAULT_ENGINES_DIR)
+    engines_dir = config.engines_dir  # resolved against the share directory by the config
     paths = {part: onnx for part, (onnx, _) in instance_artifact_paths(engines_dir, config.model, size,
                                                                           config.precision).items()}
     segmenter = SplitInstanceSegmenter.build(config.model, config.labels, config.checkpoint or None, size, **kwargs)

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Protocol
 
+from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.lifecycle import LifecycleNode, LifecycleNodeMixin, LifecycleState, TransitionCallbackReturn
 from rclpy.node import Node
@@ -36,7 +37,8 @@ from std_msgs.msg import Header
 from ..config import InstanceModelConfig, NodeIOConfig, node_defaults
 from ..errors import ConfigError, ImageError, SegPerceptionError
 from ..frame_buffer import LatestFrameBuffer
-from ..image_conversion import DecodedImage, decode_compressed, decode_image
+from ..bags import COMPRESSED, IMAGE, decode_frame
+from ..image_conversion import DecodedImage
 from ..inference.registry import resolve_device
 from ..pipeline.semantic import SemanticSegmenter
 from ..stats import RollingStats
@@ -296,11 +298,14 @@ class SegmentationNodeBase(LifecycleNode):
     def _subscribe(self, channel: CameraChannel) -> None:
         if channel.subscribed:
             return
+        # Raw (serialized) messages: a frame that newest-frame-wins will drop costs one memcpy on
+        # the executor thread; only the frame the worker takes is deserialized (zero-copy).
         subs = [self.create_subscription(Image, channel.prefix + self.io.image_topic,
-                                         partial(self._on_image, channel.name), self._in_qos)]
+                                         partial(self._on_raw, channel.name, IMAGE), self._in_qos, raw=True)]
         if self.io.compressed_topic:
             subs.append(self.create_subscription(CompressedImage, channel.prefix + self.io.compressed_topic,
-                                                 partial(self._on_compressed, channel.name), self._in_qos))
+                                                 partial(self._on_raw, channel.name, COMPRESSED), self._in_qos,
+                                                 raw=True))
         channel.subscriptions = subs
         channel.subscribe_events += 1
 
@@ -320,16 +325,16 @@ class SegmentationNodeBase(LifecycleNode):
                 self._unsubscribe(channel)
                 self.get_logger().info(f"{channel.name or 'camera'}: no output subscribers, input unsubscribed")
 
-    def _on_image(self, camera: str, msg: Image) -> None:
-        self.buffer.put(camera, (decode_image, msg, time.monotonic_ns()))
-
-    def _on_compressed(self, camera: str, msg: CompressedImage) -> None:
-        self.buffer.put(camera, (decode_compressed, msg, time.monotonic_ns()))
+    def _on_raw(self, camera: str, msgtype: str, raw: bytes) -> None:
+        self.buffer.put(camera, (msgtype, raw, time.monotonic_ns()))
 
     def _decode(self, camera: str, item: tuple) -> InputFrame | None:
-        decode, msg, received = item
+        msgtype, raw, received = item
         try:
-            return InputFrame(camera, msg.header, decode(msg), received)
+            msg, image = decode_frame(raw, msgtype)
+            header = Header(stamp=Time(sec=msg.header.stamp.sec, nanosec=msg.header.stamp.nanosec),
+                            frame_id=msg.header.frame_id)
+            return InputFrame(camera, header, image, received)
         except ImageError as err:
             self.buffer.count(camera, bad_input=1)
             self.get_logger().warning(
