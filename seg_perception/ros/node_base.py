@@ -59,7 +59,7 @@ class InputFrame:
     camera: str
     header: Header
     image: DecodedImage
-    received_ns: int
+    received_ns: int  # when the message reached this process, ROS clock (ns)
 
 
 class OutputGroup(Protocol):
@@ -109,6 +109,8 @@ class SegmentationNodeBase(LifecycleNode):
         self.channels: dict[str, CameraChannel] = {}
         self.buffer = LatestFrameBuffer()
         self.stats = RollingStats()
+        self.transport_stats = RollingStats()
+        self.processing_stats = RollingStats()
         self.inference_errors = 0
         self.overlays_rendered = 0  # counted, so tests can prove overlays cost nothing unwatched
         self.batches = 0
@@ -186,6 +188,8 @@ class SegmentationNodeBase(LifecycleNode):
         latency = (now_ns - (stamp.sec * 1_000_000_000 + stamp.nanosec)) / 1e9
         self.stats.add(latency)
         self.channels[frame.camera].stats.add(latency)
+        stamp_ns = stamp.sec * 1_000_000_000 + stamp.nanosec
+        self.transport_stats.add((frame.received_ns - stamp_ns) / 1e9)  # stamp -> in this process
         self.buffer.count(frame.camera, processed=1)
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -260,6 +264,8 @@ class SegmentationNodeBase(LifecycleNode):
     def _make_runtime(self) -> None:
         self.buffer = LatestFrameBuffer()
         self.stats = RollingStats()
+        self.transport_stats = RollingStats()
+        self.processing_stats = RollingStats()
         self.inference_errors = self.overlays_rendered = self.batches = self.batched_frames = self.largest_batch = 0
         self._in_qos = qos_profile(self.io.input_reliability, self.io.input_depth)
         for camera in self.io.cameras or (DEFAULT_CAMERA,):
@@ -326,7 +332,8 @@ class SegmentationNodeBase(LifecycleNode):
                 self.get_logger().info(f"{channel.name or 'camera'}: no output subscribers, input unsubscribed")
 
     def _on_raw(self, camera: str, msgtype: str, raw: bytes) -> None:
-        self.buffer.put(camera, (msgtype, raw, time.monotonic_ns()))
+        # Receive time on the ROS clock, comparable with the header stamp (transport latency).
+        self.buffer.put(camera, (msgtype, raw, self.get_clock().now().nanoseconds))
 
     def _decode(self, camera: str, item: tuple) -> InputFrame | None:
         msgtype, raw, received = item
@@ -349,11 +356,13 @@ class SegmentationNodeBase(LifecycleNode):
             # Only subscribed cameras are waited for: a lazily unsubscribed one sends nothing.
             expected = [name for name, channel in self.channels.items() if channel.subscribed]
             taken = self.buffer.take(TAKE_TIMEOUT_S, gather_s=gather_s, expected=expected, max_batch=self.io.max_batch)
+            started = time.perf_counter()
             frames = [f for cam, item in sorted(taken.items()) if (f := self._decode(cam, item))]
             if not frames:
                 continue
             try:
                 self.process(frames)
+                self.processing_stats.add(time.perf_counter() - started)  # decode + core + publish, per batch
                 self.batches += 1
                 self.batched_frames += len(frames)
                 self.largest_batch = max(self.largest_batch, len(frames))
@@ -381,6 +390,8 @@ class SegmentationNodeBase(LifecycleNode):
         keys = ("received", "processed", "dropped", "bad_input")
         total = {k: sum(getattr(c, k) for c in counters.values()) for k in keys}
         latency = self.stats.percentiles_ms()
+        transport = self.transport_stats.percentiles_ms()
+        processing = self.processing_stats.percentiles_ms()
         fqn = self.get_fully_qualified_name()
         values: dict[str, Any] = {
             "state": "active" if self._active else "inactive",
@@ -388,6 +399,12 @@ class SegmentationNodeBase(LifecycleNode):
             "latency_p50_ms": latency["p50"],
             "latency_p95_ms": latency["p95"],
             "latency_p99_ms": latency["p99"],
+            # Of that: header stamp -> message in this process (camera driver, DDS, executor).
+            "transport_p50_ms": transport["p50"],
+            "transport_p99_ms": transport["p99"],
+            # ... and the worker's time per batch (decode, pre-processing, models, outputs).
+            "processing_p50_ms": processing["p50"],
+            "processing_p99_ms": processing["p99"],
             "frames_received": total["received"],
             "frames_processed": total["processed"],
             "frames_dropped": total["dropped"],
