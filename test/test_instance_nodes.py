@@ -128,3 +128,55 @@ def test_instance_node_publishes_instance_map_and_survives_bad_input(small_seman
     finally:
         client.close()
         assert node.stop() == 0, node.output
+
+
+def test_perception_node_serves_two_cameras_in_one_batch_and_draws_the_panoptic_overlay(
+    small_semantic_params: dict,
+) -> None:
+    """cameras: [left, right] of different sizes; both frames wait for each other (batch_timeout_ms)
+    and go through both models as one batch; every output lands under its own camera with its
+    own header and equals the combined core on that frame alone."""
+    from seg_perception.pipeline.perception import PerceptionCore
+
+    params = {f"semantic.{k}": v for k, v in small_semantic_params.items() if k in section(node_defaults("perception"), "semantic")}
+    params.update({f"instance.{k}": v for k, v in INSTANCE.items()})
+    params.update(cameras="[left, right]", batch_timeout_ms=2000, diagnostics_period=0.5)
+    ns = "/stereo"
+    node = NodeProcess("seg_perception.ros.perception_node", ns, params)
+    client = GraphClient("stereo_client")
+    try:
+        for cam in ("left", "right"):
+            for topic in ("semantic/class_map", "instance/instance_map", "panoptic/panoptic_map", "panoptic/overlay"):
+                client.subscribe(Image, f"{ns}/{cam}/{topic}")
+        client.subscribe(DiagnosticArray, "/diagnostics")
+        pubs = {cam: client.publisher(Image, f"{ns}/{cam}/image") for cam in ("left", "right")}
+        assert client.wait_for(lambda: all(p.get_subscription_count() > 0 for p in pubs.values()), 90), node.output
+        msgs = {"left": stamped(scene(480, 240, seed=2), client, "left_optical"),
+                "right": stamped(scene(320, 200, seed=3), client, "right_optical")}
+        def both_back() -> bool:
+            return all(find_message(client.messages(f"{ns}/{cam}/panoptic/overlay"), m.header.stamp)
+                       for cam, m in msgs.items())
+
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and not both_back():
+            for cam, m in msgs.items():  # best-effort input: re-send until both came back
+                pubs[cam].publish(m)
+            client.wait_for(both_back, 3.0)
+        core = PerceptionCore.from_params({**node_defaults("perception"), **params})
+        for cam, msg in msgs.items():
+            got = {t: find_message(client.messages(f"{ns}/{cam}/{t}"), msg.header.stamp)
+                   for t in ("semantic/class_map", "instance/instance_map", "panoptic/panoptic_map", "panoptic/overlay")}
+            assert all(m is not None for m in got.values()), (cam, node.output[-3000:])
+            for m in got.values():
+                assert m.header == msg.header and (m.height, m.width) == (msg.height, msg.width)
+            expected = core.run([decode_image(msg)])[0]
+            class_map = np.frombuffer(bytes(got["semantic/class_map"].data), np.uint8).reshape(msg.height, msg.width)
+            assert np.array_equal(class_map, expected.semantic.class_map)
+            assert np.array_equal(decode_mono16(got["instance/instance_map"]), expected.instance.instance_map)
+            assert np.array_equal(decode_mono16(got["panoptic/panoptic_map"]), expected.panoptic)
+            assert got["panoptic/overlay"].encoding == "rgb8"
+        diag = latest_diagnostics(client, ns)
+        assert int(diag["largest_batch"]) == 2, diag
+    finally:
+        client.close()
+        assert node.stop() == 0, node.output
