@@ -81,7 +81,8 @@ def run_demo(out: Path, frames: int, seed: int, params: dict[str, Any], rate: fl
         import shutil
 
         shutil.rmtree(recorded)
-    node_params = {**params, "image_topic": "image_raw", "use_sim_time": True}
+    # diagnostics_period runs on the bag's clock, which runs at `rate` of real time.
+    node_params = {**params, "image_topic": "image_raw", "use_sim_time": True, "diagnostics_period": rate}
     params_file = Path(tempfile.mkstemp(prefix="seg_demo_", suffix=".yaml")[1])
     params_file.write_text(yaml.safe_dump({"/**": {"ros__parameters": _nested(node_params)}}))
     print("demo: starting perception_node, bag_recorder and bag_player, each in its own process, over DDS")
@@ -106,14 +107,21 @@ def run_demo(out: Path, frames: int, seed: int, params: dict[str, Any], rate: fl
             failure = f"the graph did not come up (no subscriber on {missing})"
         else:
             print(f"demo: playing {bag.name} at {rate:g}x real time")
+            # The player stays up after the last frame, so /clock keeps running for the node's
+            # timers (/diagnostics) while the last frames are still being processed.
             player = NodeProcess("seg_perception.ros.bag_player", "/", {
-                "bag": str(bag), "rate": rate, "topics": f"[{CAMERA_TOPIC}]",
+                "bag": str(bag), "rate": rate, "topics": f"[{CAMERA_TOPIC}]", "exit_when_done": False,
                 "wait_for_subscribers": f"[{CAMERA_TOPIC}]", "wait_timeout": 120.0})
-            if player.proc.wait(frames / FPS / rate + 180) != 0:
+            if not client.wait_for(lambda: "played " in player.output or player.proc.poll() is not None,
+                                   frames / FPS / rate + 180):
+                failure = "bag_player did not finish"
+            elif player.proc.poll() is not None:
                 failure = "bag_player failed"
-            # The last frame is still in the node: wait until the outputs stop coming.
-            _wait_quiet(client, f"{NAMESPACE}/panoptic/panoptic_map", quiet_s=3.0, timeout=120.0)
-            diagnostics = _node_diagnostics(client)
+            else:
+                # The last frame is still in the node: wait until the outputs stop coming.
+                _wait_quiet(client, f"{NAMESPACE}/panoptic/panoptic_map", quiet_s=3.0, timeout=120.0)
+                client.wait_for(lambda: _node_diagnostics(client).get("latency_p50_ms", "nan") != "nan", 10.0)
+                diagnostics = _node_diagnostics(client)
     finally:
         client.close()
         player_log = player.output if player is not None else ""
