@@ -16,6 +16,11 @@ per-channel normalisation, resize of the float image), the eager fp32 torchvisio
 returning logits, bilinear upsampling of the logits to the full frame and argmax there, and
 an output message built from ``tobytes()``.
 
+The torch case runs where ``device`` says (``auto``: CUDA when torch sees a GPU); on CUDA it
+is the GPU path (pinned upload, resize on the GPU, CUDA graphs; ``-p precision=fp16`` for
+fp16): ``seg-perception bench --backends torch -p device=cuda -p precision=fp16``. Every call
+waits for its results, so the timings are complete latencies.
+
 Cases are timed in interleaved blocks of a few iterations (see :func:`run_cases`), so load
 from other processes hits all cases alike and the ratios stay meaningful on a shared
 machine. Warm-up runs are excluded. DDS transport is measured by ``python -m seg_perception.ros.latency_bench``.
@@ -164,7 +169,12 @@ def _semantic_segmenter(config: SemanticModelConfig, spec: str, int8_onnx: str |
     from .pipeline.semantic import _build_checked
 
     if spec == "torch":
-        return SemanticSegmenter.from_config(replace(config, backend="torch", precision="fp32"))
+        # On CUDA this is the GPU path (torch_runner): fp16 when asked for, else fp32.
+        from .inference.registry import resolve_device
+
+        on_cuda = resolve_device(config.device).startswith("cuda")
+        precision = "fp16" if on_cuda and config.precision == "fp16" else "fp32"
+        return SemanticSegmenter.from_config(replace(config, backend="torch", precision=precision))
     if spec not in ("onnxruntime", "onnxruntime-int8"):
         raise BackendError(f"unknown bench backend {spec!r}; expected one of {list(SEMANTIC_BACKENDS)}")
     precision = "int8" if spec == "onnxruntime-int8" else "fp32"

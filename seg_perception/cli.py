@@ -164,8 +164,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     model = args.arch or {"semantic": "deeplabv3_mobilenet_v3_large", "instance": "maskrcnn_mobilenet_v3_large_fpn"}[args.model]
     cfg = TrainConfig(out=args.out or f"out/train/{args.model}", task=args.model, model=model, seed=args.seed,
                       iterations=args.iterations, batch_size=args.batch_size, height=args.height, width=args.width,
-                      lr=args.lr, device=args.device, init=args.init or "")
-    train(cfg, resume=not args.no_resume)
+                      lr=args.lr, device=args.device, init=args.init or "", class_weights=args.class_weights,
+                      backbone_init=args.backbone_init or "", rpn_train_proposals=args.rpn_train_proposals,
+                      roi_samples=args.roi_samples, threads=args.threads)
+    train(cfg, resume=not args.no_resume, stop_after=args.stop_after)
     return 0
 
 
@@ -318,7 +320,8 @@ def add_engine_commands(sub) -> None:  # noqa: ANN001 - argparse subparsers; cal
 
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", help="parameter file (ROS format) overriding config/semantic.yaml")
+    p.add_argument("--config", help="parameter file (ROS format) overriding the model's config/semantic.yaml "
+                                    "or config/instance.yaml")
     p.add_argument("-p", "--param", action="append", metavar="KEY=VALUE", help="override one parameter")
 
 
@@ -344,7 +347,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="cores to measure (instance: config/instance.yaml, torch)")
     p.add_argument("--backends", nargs="+", choices=("torch", "onnxruntime", "onnxruntime-int8"),
                    default=["torch", "onnxruntime", "onnxruntime-int8"],
-                   help="semantic backends (CPU); int8 is skipped without an int8 ONNX")
+                   help="semantic backends (torch runs on CUDA where -p device=cuda, or auto, finds a GPU); "
+                        "int8 is skipped without an int8 ONNX")
     p.add_argument("--int8-onnx", help="int8 ONNX of the same weights (default: the engines_dir artifact)")
     p.add_argument("--compare", action="store_true", help="also run the naive baseline and print the ratios")
     p.add_argument("--confidence", action="store_true", help="also compute and encode the confidence map")
@@ -397,6 +401,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--height", type=int, default=256)
     p.add_argument("--width", type=int, default=512)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--class-weights", choices=["none", "enet"], default="none",
+                   help="semantic: weigh rare classes up (enet: 1 / ln(1.02 + pixel share))")
+    p.add_argument("--backbone-init", help="instance: start the backbone from this semantic checkpoint")
+    p.add_argument("--rpn-train-proposals", type=int, default=2000, help="instance: proposals kept per image")
+    p.add_argument("--roi-samples", type=int, default=512, help="instance: RoIs sampled per image")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--stop-after", type=int, help="checkpoint OUT/last.pth and stop after this many iterations "
+                                                  "(resume later, or --init a next stage from it)")
     p.add_argument("--no-resume", action="store_true", help="start over even if OUT/last.pth exists")
     p.set_defaults(func=cmd_train)
 

@@ -212,9 +212,11 @@ class NodeIOConfig:
     batch_timeout_ms: int  # after a batch's first frame, wait up to this long for the other cameras
     max_batch: int  # frames per inference batch; 0 = one frame of every camera that has one
     lazy: bool  # subscribe to a camera only while one of its outputs has a subscriber
+    cpu_threads: int = 0  # threads for CPU inference; 0 = one per core
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> NodeIOConfig:
+        params = {"cpu_threads": 0, **params}  # optional: parameter files older than the key
         _require(params, cls)
         if not str(params["image_topic"]):
             raise ConfigError("parameter image_topic: must not be empty")
@@ -224,6 +226,9 @@ class NodeIOConfig:
         max_batch = params["max_batch"]
         if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 0:
             raise ConfigError(f"parameter max_batch: expected an integer >= 0 (0 = no limit), got {max_batch!r}")
+        threads = params["cpu_threads"]
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
+            raise ConfigError(f"parameter cpu_threads: expected an integer >= 0 (0 = one per core), got {threads!r}")
         period = params["diagnostics_period"]
         if isinstance(period, bool) or not isinstance(period, (int, float)) or period <= 0:
             raise ConfigError(f"parameter diagnostics_period: expected seconds > 0, got {period!r}")
@@ -242,6 +247,7 @@ class NodeIOConfig:
             batch_timeout_ms=batch_timeout,
             max_batch=max_batch,
             lazy=_bool(params, "lazy"),
+            cpu_threads=threads,
         )
 
 

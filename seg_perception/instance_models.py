@@ -69,6 +69,10 @@ MOBILENET_ASPECT_RATIOS = ((0.5, 1.0, 2.0),) * len(MOBILENET_ANCHOR_SIZES)
 # The speed variant keeps fewer proposals at inference than torchvision's 1000/1000: the box
 # head's cost is linear in them (training keeps torchvision's 2000/2000).
 MOBILENET_TEST_PROPOSALS = {"rpn_pre_nms_top_n_test": 500, "rpn_post_nms_top_n_test": 300}
+# The box head's first layer (256*7*7 -> representation) dominates both the weights and, at 300
+# proposals, the compute of the light variant: 512 instead of torchvision's 1024 halves it
+# (12.8M -> 6.4M parameters) and keeps the shipped weights within their size budget.
+MOBILENET_BOX_REPRESENTATION = 512
 
 
 @dataclass(frozen=True)
@@ -100,6 +104,8 @@ def _maskrcnn_mobilenet_v3_large_fpn(num_classes: int, min_size: int, max_size: 
     from torchvision.models.detection import MaskRCNN
     from torchvision.models.detection.anchor_utils import AnchorGenerator
     from torchvision.models.detection.backbone_utils import mobilenet_backbone
+    from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+    from torchvision.models.detection.mask_rcnn import MaskRCNNPredictor
     from torchvision.ops import MultiScaleRoIAlign
 
     # Trainable BatchNorm: torchvision's default FrozenBatchNorm2d only makes sense over
@@ -117,14 +123,17 @@ def _maskrcnn_mobilenet_v3_large_fpn(num_classes: int, min_size: int, max_size: 
         kwargs.setdefault(key, value)
     box_roi_pool = MultiScaleRoIAlign(MOBILENET_FEATURE_NAMES, output_size=7, sampling_ratio=2)
     mask_roi_pool = MultiScaleRoIAlign(MOBILENET_FEATURE_NAMES, output_size=14, sampling_ratio=2)
+    box_head = TwoMLPHead(backbone.out_channels * 7 * 7, MOBILENET_BOX_REPRESENTATION)
     return MaskRCNN(
         backbone,
-        num_classes=num_classes,
         min_size=min_size,
         max_size=max_size,
         rpn_anchor_generator=anchors,
         box_roi_pool=box_roi_pool,
+        box_head=box_head,
+        box_predictor=FastRCNNPredictor(MOBILENET_BOX_REPRESENTATION, num_classes),
         mask_roi_pool=mask_roi_pool,
+        mask_predictor=MaskRCNNPredictor(256, 256, num_classes),  # torchvision's default mask predictor
         **kwargs,
     )
 

@@ -178,7 +178,8 @@ def test_instance_from_config_serves_onnxruntime_from_the_engines_folder(
     model: torch.nn.Module, fp32_graphs: dict[str, Path], engines_dir: Path, tmp_path: Path,
 ) -> None:
     from seg_perception.config import InstanceModelConfig, node_defaults
-    from seg_perception.inference.instance_backend import OnnxRuntimeInstanceBackend, TorchInstanceBackend
+    from seg_perception.inference.instance_backend import OnnxRuntimeInstanceBackend
+    from seg_perception.pipeline.instance import TorchInstanceBackend
     from seg_perception.pipeline import factory
 
     checkpoint = save_instance_checkpoint(tmp_path / "inst.pth", model, ARCH, instance_class_names(LABELS))

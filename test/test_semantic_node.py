@@ -170,7 +170,8 @@ def test_node_diagnostics_report_rate_latency_backend_and_device(graph) -> None:
 
 def test_overloaded_node_drops_stale_frames_with_bounded_latency(small_semantic_params: dict) -> None:
     """Frames at ~5x the inference rate: latency stays bounded, drops counted, memory flat."""
-    params = dict(small_semantic_params, input_height=256, input_width=512, diagnostics_period=0.5)
+    # one inference thread: the camera (this process) keeps the other core, as on a shared machine
+    params = dict(small_semantic_params, input_height=256, input_width=512, diagnostics_period=0.5, cpu_threads=1)
     ns = "/cam_overload"
     node = NodeProcess(MODULE, ns, params)
     client = GraphClient("overload_client")
@@ -209,6 +210,7 @@ def test_overloaded_node_drops_stale_frames_with_bounded_latency(small_semantic_
             lambda: int(latest_diagnostics(client, ns).get("frames_dropped", 0)) > sent // 2, 5
         )
         assert diag_ok, latest_diagnostics(client, ns)
+        assert latest_diagnostics(client, ns)["cpu_threads"] == "1"
         assert rss_end - rss_start < 60_000, f"RSS grew {rss_start} -> {rss_end} kB"
     finally:
         client.close()
@@ -222,6 +224,7 @@ def test_overloaded_node_drops_stale_frames_with_bounded_latency(small_semantic_
         ({"checkpoint": "/nonexistent/deeplab.pth"}, "checkpoint"),
         ({"input_height": 100}, "multiples of 16"),
         ({"model": "deeplabv9"}, "unknown semantic model"),
+        ({"cpu_threads": -1}, "cpu_threads"),
     ],
 )
 def test_node_refuses_bad_parameters_with_one_line(small_semantic_params: dict, override, message) -> None:  # noqa: ANN001

@@ -11,7 +11,8 @@ import torch
 from seg_perception.errors import SegPerceptionError
 from seg_perception.labels import load_label_set
 from seg_perception.synthetic import CONDITIONS, generate_frame
-from seg_perception.training import TrainConfig, instance_targets, train
+from seg_perception.models import build_semantic_model
+from seg_perception.training import TrainConfig, class_weights, instance_targets, model_card, train, transfer_backbone
 
 pytestmark = pytest.mark.slow
 
@@ -32,6 +33,8 @@ def test_semantic_training_resumes_to_the_same_weights_as_an_uninterrupted_run(t
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
     assert b["meta"]["arch"] == "deeplabv3_mobilenet_v3_large" and b["meta"]["labels"] == "cityscapes"
     assert set(b["meta"]["metrics"]["per_condition"]) == set(CONDITIONS)
+    card = model_card(b["meta"], ["seg-perception train ..."])
+    assert "| **all** |" in card and "| traffic light |" in card and "seg-perception train ..." in card
 
 
 def test_training_refuses_to_resume_a_run_with_another_configuration(tmp_path: Path) -> None:
@@ -50,3 +53,48 @@ def test_instance_targets_follow_the_instance_ids_image() -> None:
     x0, y0, x1, y1 = targets["boxes"][0].tolist()
     ys, xs = torch.nonzero(targets["masks"][0], as_tuple=True)
     assert (x0, y0, x1, y1) == (xs.min().item(), ys.min().item(), xs.max().item() + 1, ys.max().item() + 1)
+
+
+def test_enet_class_weights_favour_rare_classes_and_are_reproducible() -> None:
+    labels = load_label_set()
+    cfg = dataclasses.replace(_tiny(Path("unused")), class_weights="enet", seed=5)
+    weights = dict(zip(labels.class_names, class_weights(cfg, labels, frames=8)))
+    assert weights == dict(zip(labels.class_names, class_weights(cfg, labels, frames=8)))
+    assert weights["road"] < weights["car"] < weights["pole"] < weights["traffic light"]
+    assert weights["train"] == pytest.approx(1 / torch.log(torch.tensor(1.02)).item(), abs=1e-3)  # never seen
+    assert class_weights(_tiny(Path("unused")), labels) is None
+    with pytest.raises(SegPerceptionError, match="class weighting"):
+        class_weights(dataclasses.replace(cfg, class_weights="median"), labels)
+
+
+def test_instance_backbone_starts_from_a_semantic_checkpoint(tmp_path: Path) -> None:
+    from seg_perception.instance_models import build_instance_model, instance_class_names
+
+    labels = load_label_set()
+    semantic, _ = build_semantic_model("deeplabv3_mobilenet_v3_large", labels.num_classes, None, seed=7)
+    torch.save({"model": semantic.state_dict()}, tmp_path / "semantic.pth")
+    names = instance_class_names(labels)
+    model, _ = build_instance_model("maskrcnn_mobilenet_v3_large_fpn", len(names), class_names=names)
+    copied = transfer_backbone(model, tmp_path / "semantic.pth")
+    assert copied == sum(1 for k in model.state_dict() if k.startswith("backbone.body."))
+    src, dst = semantic.state_dict(), model.state_dict()
+    assert all(torch.equal(src[k], dst["backbone.body." + k[len("backbone."):]]) for k in src if k.startswith("backbone."))
+    resnet, _ = build_semantic_model("deeplabv3_resnet50", labels.num_classes, None, seed=7)
+    torch.save({"model": resnet.state_dict()}, tmp_path / "resnet.pth")
+    with pytest.raises(SegPerceptionError, match="backbone tensors fit"):
+        transfer_backbone(model, tmp_path / "resnet.pth")
+
+
+def test_instance_training_writes_a_card_with_metrics_per_condition(tmp_path: Path) -> None:
+    semantic, _ = build_semantic_model("deeplabv3_mobilenet_v3_large", 19, None, seed=1)
+    torch.save({"model": semantic.state_dict()}, tmp_path / "semantic.pth")
+    cfg = dataclasses.replace(_tiny(tmp_path / "inst", iterations=2), task="instance",
+                              model="maskrcnn_mobilenet_v3_large_fpn", batch_size=1, height=128, width=256,
+                              backbone_init=str(tmp_path / "semantic.pth"), rpn_train_proposals=200, roi_samples=64)
+    card = torch.load(train(cfg), weights_only=True)
+    assert card["meta"]["classes"][0] == "__background__" and card["meta"]["input_size"] == [128, 256]
+    assert set(card["meta"]["metrics"]["per_condition"]) == set(CONDITIONS)
+    assert all(v.dtype != torch.float32 for v in card["model"].values())  # stored in fp16
+    text = model_card(card["meta"], ["seg-perception train --model instance ..."])
+    assert "| condition | AP % | AP50 % |" in text and "| bicycle |" in text and "Backbone initialised" in text
+    assert all(f"| {c} |" in text for c in CONDITIONS)

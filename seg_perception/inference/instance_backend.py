@@ -6,8 +6,8 @@ ONNX Runtime backend runs the three exported graphs (see :mod:`.instance_export`
 torchvision's anchor decoding, NMS and RoIAlign between them, on the same torch model object
 as the segmenter, so every threshold the segmenter sets on it applies.
 
-:class:`SplitInstanceSegmenter` is an :class:`~seg_perception.pipeline.instance.InstanceSegmenter`
-whose ``detect`` goes through a backend; :func:`create_instance_backend` chooses one
+An :class:`~seg_perception.pipeline.instance.InstanceSegmenter` detects through its ``backend``
+(eager torch by default); :func:`create_instance_backend` chooses one for the factory
 (``auto``: ONNX Runtime where matching split graphs exist, else torch).
 """
 
@@ -23,11 +23,10 @@ import numpy as np
 from torch import nn
 
 from ..errors import BackendError, ConfigError
-from ..pipeline.instance import Detections, InstanceSegmenter
+from ..pipeline.instance import Detections, TorchInstanceBackend
 from .base import PRECISION_CHOICES
 from .instance_export import (
     PARTS,
-    eager_detect,
     export_instance_onnx,
     instance_onnx_matches,
     ort_runners,
@@ -47,18 +46,6 @@ def _check_frames(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         raise BackendError(f"frames are {frames.shape[2]}x{frames.shape[1]}, the model takes {size[1]}x{size[0]} "
                            "(width x height)")
     return frames
-
-
-class TorchInstanceBackend:
-    """Eager torchvision (what InstanceSegmenter does by itself)."""
-
-    name = "torch"
-
-    def __init__(self, model: nn.Module, input_size: tuple[int, int], device: str = "cpu") -> None:
-        self.model, self.input_size, self.device, self.precision = model, tuple(input_size), device, "fp32"
-
-    def detect(self, frames: np.ndarray) -> list[Detections]:
-        return eager_detect(self.model, _check_frames(frames, self.input_size))
 
 
 class OnnxRuntimeInstanceBackend:
@@ -119,15 +106,6 @@ class OnnxRuntimeInstanceBackend:
             tmp_paths = {part: Path(tmp) / f"instance_{precision}.{part}.onnx" for part in PARTS}
             export_instance_onnx(model, tmp_paths, input_size, precision)
             return cls(model, tmp_paths, input_size, precision)
-
-
-class SplitInstanceSegmenter(InstanceSegmenter):
-    """InstanceSegmenter whose detection runs through an instance backend (``backend``)."""
-
-    backend: Any
-
-    def detect(self, batch: np.ndarray) -> list[Detections]:
-        return self.backend.detect(batch)
 
 
 def create_instance_backend(backend: str, model: nn.Module, input_size: tuple[int, int], precision: str,

@@ -1,20 +1,33 @@
-"""PyTorch backend: eager execution on CPU (fp32) or CUDA (fp32/fp16)."""
+"""PyTorch backend: eager on CPU (fp32); on CUDA (fp32/fp16) the GPU path of
+:mod:`.torch_runner` (pinned upload, pre-processing on the GPU, CUDA graphs)."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
 from ..errors import BackendError
+from ..image_conversion import DecodedImage
 from ..models import SemanticHead
 from .base import SemanticOutput
+from .torch_runner import TorchFrameRunner
 
 
 class TorchSemanticBackend:
+    """``takes_full_frames``: :meth:`run_images` is the faster way in (the segmenter then
+    hands over decoded full-resolution frames instead of a resized batch). True on CUDA,
+    where resizing on the GPU saves the host work; False on the CPU, where cv2's resize
+    (``resize_batch``) is faster than torch's. ``full_frames`` overrides the default (tests
+    run the GPU path's control flow on the CPU with it); ``cuda_graphs=False`` runs eagerly.
+    """
+
     name = "torch"
 
-    def __init__(self, model: nn.Module, device: str, precision: str) -> None:
+    def __init__(self, model: nn.Module, device: str, precision: str, *, full_frames: bool | None = None,
+                 cuda_graphs: bool = True) -> None:
         if precision == "int8":
             raise BackendError("precision int8 needs the onnxruntime or tensorrt backend, not torch")
         if precision == "fp16" and not device.startswith("cuda"):
@@ -28,13 +41,20 @@ class TorchSemanticBackend:
             flag: SemanticHead(model, with_confidence=flag).to(device=device, dtype=dtype).eval()
             for flag in (False, True)
         }
+        on_cuda = device.startswith("cuda")
+        self.takes_full_frames = on_cuda if full_frames is None else full_frames
+        self.runner = TorchFrameRunner(self._heads, device, cuda_graphs=cuda_graphs)
 
     @torch.inference_mode()
     def run(self, frames: np.ndarray, with_confidence: bool = False) -> SemanticOutput:
-        x = torch.from_numpy(frames)
-        if self.device != "cpu":
-            x = x.pin_memory().to(self.device, non_blocking=True)
-        classes, conf = self._heads[with_confidence](x)
-        return SemanticOutput(
-            classes.cpu().numpy(), conf.cpu().numpy() if with_confidence else None
-        )
+        """uint8 (N, H, W, 3) RGB at the model input size (the backend contract)."""
+        if self.runner.on_cuda:
+            return self.runner.run_batch(frames, with_confidence)
+        classes, conf = self._heads[with_confidence](torch.from_numpy(frames))
+        return SemanticOutput(classes.numpy(), conf.numpy() if with_confidence else None)
+
+    def run_images(self, images: Sequence[DecodedImage], size: tuple[int, int],
+                   with_confidence: bool = False) -> SemanticOutput:
+        """Decoded frames of any size and colour order -> class ids at ``size`` = (H, W),
+        resized on the inference device (see :mod:`.torch_runner`)."""
+        return self.runner.run_images(images, size, with_confidence)

@@ -38,7 +38,7 @@ from torch.nn import functional as F  # noqa: N812 - torch convention
 from torchvision.models.detection.roi_heads import expand_boxes, expand_masks
 from torchvision.models.detection.transform import resize_boxes
 
-from ..errors import ConfigError
+from ..errors import BackendError, ConfigError
 from ..image_conversion import DecodedImage, to_rgb
 from ..instance_models import build_instance_model, instance_class_names
 from ..labels import Label, LabelSet, load_label_set
@@ -257,6 +257,35 @@ def _paste_roi_masks(
     return crops
 
 
+class TorchInstanceBackend:
+    """Eager torchvision Mask R-CNN: the default instance backend."""
+
+    name = "torch"
+    precision = "fp32"
+
+    def __init__(self, model: torch.nn.Module, input_size: tuple[int, int], device: str = "cpu") -> None:
+        self.model, self.input_size, self.device = model, (int(input_size[0]), int(input_size[1])), device
+
+    @torch.inference_mode()
+    def detect(self, frames: np.ndarray) -> list[Detections]:
+        """(N, H, W, 3) uint8 RGB at the model input size -> raw detections per frame."""
+        if frames.ndim != 4 or frames.shape[3] != 3 or frames.dtype != np.uint8:
+            raise BackendError(f"frames must be uint8 (N, H, W, 3), got {frames.dtype} {frames.shape}")
+        x = torch.from_numpy(frames).to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
+        model = self.model
+        images, _ = model.transform(list(x))
+        if any(tuple(s) != self.input_size for s in images.image_sizes):
+            raise BackendError(f"frames of {tuple(frames.shape[1:3])} reach the model as {images.image_sizes}; "
+                               f"it takes {self.input_size}")
+        features = model.backbone(images.tensors)
+        proposals, _ = model.rpn(images, features)
+        dets, _ = model.roi_heads(features, proposals, images.image_sizes)
+        return [
+            Detections(d["boxes"].cpu(), d["labels"].cpu(), d["scores"].cpu(), d["masks"].cpu())
+            for d in dets
+        ]
+
+
 class InstanceSegmenter:
     """Batch of frames in, one :class:`InstanceResult` per frame out, each at its own frame's
     resolution. Runs a torchvision Mask R-CNN in eval mode (torch backend).
@@ -306,6 +335,10 @@ class InstanceSegmenter:
         model.roi_heads.detections_per_img = self.max_instances
         self.model = model.to(device).eval()
         self._batch: np.ndarray | None = None
+        # Whatever runs detection (``detect(frames) -> list[Detections]``, ``name``, ``device``,
+        # ``precision``). Backends use this model object, so the thresholds set above apply to
+        # them too; pipeline/factory.py may replace it with the ONNX Runtime split.
+        self.backend: Any = TorchInstanceBackend(self.model, self.input_size, device)
 
     @classmethod
     def build(
@@ -337,21 +370,10 @@ class InstanceSegmenter:
             log.warning("checkpoint was trained on label set %r, the config uses %r", meta["labels"], label_set.name)
         return cls(model, label_set, input_size, device=device, **thresholds)
 
-    @torch.inference_mode()
     def detect(self, batch: np.ndarray) -> list[Detections]:
-        """(N, H, W, 3) uint8 RGB at the model input size -> raw detections per frame."""
-        x = torch.from_numpy(batch).to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
-        model = self.model
-        images, _ = model.transform(list(x))
-        if any(tuple(s) != self.input_size for s in images.image_sizes):
-            raise RuntimeError(f"model transform resized {self.input_size} to {images.image_sizes}")
-        features = model.backbone(images.tensors)
-        proposals, _ = model.rpn(images, features)
-        dets, _ = model.roi_heads(features, proposals, images.image_sizes)
-        return [
-            Detections(d["boxes"].cpu(), d["labels"].cpu(), d["scores"].cpu(), d["masks"].cpu())
-            for d in dets
-        ]
+        """(N, H, W, 3) uint8 RGB at the model input size -> raw detections per frame, on
+        ``self.backend`` (eager torch unless the factory chose the ONNX Runtime split)."""
+        return self.backend.detect(batch)
 
     def segment(self, images: Sequence[DecodedImage]) -> list[InstanceResult]:
         """Run a batch. Each result has its own frame's resolution."""

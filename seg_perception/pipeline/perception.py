@@ -3,12 +3,13 @@ and their panoptic fusion. Offline replay, the demo and the perception node run 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 
 from ..config import InstanceModelConfig, SemanticModelConfig, section
 from ..errors import ConfigError
@@ -65,6 +66,12 @@ class PerceptionCore:
         # The two models run concurrently only on a GPU; on a CPU each already uses every core.
         on_gpu = semantic is not None and instance is not None and semantic.backend.device.startswith("cuda")
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="instance") if on_gpu else None
+        # ... and then each on its own CUDA stream, so their kernels can overlap on the device.
+        self._streams: dict[str, torch.cuda.Stream] = {}
+        if semantic is not None and instance is not None and on_gpu:
+            for name, device in (("semantic", semantic.backend.device), ("instance", instance.device)):
+                if torch.device(device).type == "cuda":
+                    self._streams[name] = torch.cuda.Stream(torch.device(device))
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any], models: Sequence[str] = MODELS) -> PerceptionCore:
@@ -89,14 +96,32 @@ class PerceptionCore:
         n = len(images)
         semantic: list[SemanticResult | None] = [None] * n
         instance: list[InstanceResult | None] = [None] * n
-        pending = self._pool.submit(self.instance.segment, images) if self._pool and self.instance else None
+        pending = None
+        if self._pool and self.instance:
+            pending = self._pool.submit(self._on_stream, "instance", self.instance.segment, images)
         if self.semantic is not None:
-            semantic = list(self.semantic.segment(images, with_confidence=with_confidence))
+            semantic = list(self._on_stream("semantic", self.semantic.segment, images, with_confidence=with_confidence))
         if pending is not None:
             instance = list(pending.result())
         elif self.instance is not None:
             instance = list(self.instance.segment(images))
         return [FrameResult(s, i, self.panoptic(s, i)) for s, i in zip(semantic, instance)]
+
+    def _on_stream(self, model: str, segment: Callable[..., list[Any]], images: Sequence[DecodedImage],
+                   **kwargs: Any) -> list[Any]:
+        """``segment(images, **kwargs)`` with ``model``'s CUDA stream as the current stream
+        (when it has one), synchronised before the results go to another thread."""
+        stream = self._streams.get(model)
+        if stream is None:
+            return segment(images, **kwargs)
+        # Work queued on the default stream (weights, buffers made at start-up) comes first.
+        stream.wait_stream(torch.cuda.current_stream(stream.device))
+        with torch.cuda.stream(stream):
+            results = segment(images, **kwargs)
+        # The results are numpy arrays already (their .cpu() copies waited), but a backend that
+        # left device work queued must finish it before the caller reads or reuses anything.
+        stream.synchronize()
+        return results
 
     def close(self) -> None:
         if self._pool is not None:

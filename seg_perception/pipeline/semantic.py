@@ -13,6 +13,7 @@ import numpy as np
 from ..config import SemanticModelConfig
 from ..image_conversion import DecodedImage, to_rgb
 from ..inference import SemanticBackend, create_semantic_backend
+from ..inference.base import FullFrameBackend
 from ..inference.engine_build import artifact_paths
 from ..inference.engine_policy import BackgroundEngineBuild, BuildJob, EnginePlan, plan_engine, switch_decision
 from ..inference.registry import SemanticArtifacts, resolve_device
@@ -83,8 +84,12 @@ class SemanticSegmenter:
         if not images:
             return []
         backend = self.backend  # read once: a batch runs wholly on one backend (see switch_backend)
-        self._batch = resize_batch(images, self.input_size, out=self._batch)
-        out = backend.run(self._batch, with_confidence=with_confidence)
+        if isinstance(backend, FullFrameBackend) and backend.takes_full_frames:
+            # e.g. torch on CUDA: one upload of the full frames, resized on the GPU
+            out = backend.run_images(images, self.input_size, with_confidence=with_confidence)
+        else:
+            self._batch = resize_batch(images, self.input_size, out=self._batch)
+            out = backend.run(self._batch, with_confidence=with_confidence)
         results = []
         for i, img in enumerate(images):
             size = (img.height, img.width)

@@ -247,10 +247,11 @@ def _report(out: Path, bag: Path, recorded: Path, params: dict[str, Any], rate: 
     sem = metrics.get("semantic", {})
     print(f"demo: {len(stamps)} of {played} frames segmented; mIoU {100 * sem.get('mIoU', float('nan')):.1f} %, "
           f"pixel accuracy {100 * sem.get('pixel_accuracy', float('nan')):.1f} %"
+          + (f", instance AP50 {100 * metrics['instance']['cityscapes']['AP50']:.1f} %" if "instance" in metrics else "")
           + (f", PQ {100 * metrics['panoptic']['All']['pq']:.1f} %" if "panoptic" in metrics else ""))
     if not params.get("instance.checkpoint"):
-        print("demo: NOTE no instance checkpoint is configured (none ships yet): instance and panoptic things are "
-              "from untrained weights")
+        print("demo: NOTE no instance checkpoint is configured: instance and panoptic things are from untrained "
+              "weights")
     print(f"demo: wrote {video_path.name}, {len(pngs)} PNGs ({', '.join(p.name for p in pngs)}), metrics.json, "
           f"metrics.md, node.log and the recorded outputs_bag/ to {out}/")
     return 0

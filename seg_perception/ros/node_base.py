@@ -39,6 +39,7 @@ from ..errors import ConfigError, ImageError, SegPerceptionError
 from ..frame_buffer import LatestFrameBuffer
 from ..bags import COMPRESSED, IMAGE, decode_frame
 from ..image_conversion import DecodedImage
+from ..inference.onnx_export import cpu_threads, set_cpu_threads
 from ..inference.registry import resolve_device
 from ..pipeline.semantic import SemanticSegmenter
 from ..stats import RollingStats
@@ -198,6 +199,8 @@ class SegmentationNodeBase(LifecycleNode):
             if self._param_error is not None:
                 raise self._param_error
             self.io = NodeIOConfig.from_params(self.params)
+            if self.io.cpu_threads:
+                set_cpu_threads(self.io.cpu_threads)
             self.setup_core(self.params)
             self._make_runtime()
         except Exception as err:  # noqa: BLE001 - a failed transition, the node stays up unconfigured
@@ -416,6 +419,7 @@ class SegmentationNodeBase(LifecycleNode):
             "batches": self.batches,
             "mean_batch_size": self.batched_frames / self.batches if self.batches else 0.0,
             "largest_batch": self.largest_batch,
+            "cpu_threads": cpu_threads(),
             **self.diagnostic_values(),
         }
         degraded = total["bad_input"] or self.inference_errors
