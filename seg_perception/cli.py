@@ -167,7 +167,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                       lr=args.lr, device=args.device, init=args.init or "", class_weights=args.class_weights,
                       backbone_init=args.backbone_init or "", rpn_train_proposals=args.rpn_train_proposals,
                       roi_samples=args.roi_samples, threads=args.threads)
-    train(cfg, resume=not args.no_resume, stop_after=args.stop_after)
+    train(cfg, resume=not args.no_resume, stop_after=args.stop_after, finish_at_stop=args.stop_after is not None)
     return 0
 
 
@@ -407,8 +407,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rpn-train-proposals", type=int, default=2000, help="instance: proposals kept per image")
     p.add_argument("--roi-samples", type=int, default=512, help="instance: RoIs sampled per image")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    p.add_argument("--stop-after", type=int, help="checkpoint OUT/last.pth and stop after this many iterations "
-                                                  "(resume later, or --init a next stage from it)")
+    p.add_argument("--stop-after", type=int, help="end the run after this many iterations (of --iterations' "
+                                                  "schedule): checkpoint, evaluate, write OUT/final.pth")
     p.add_argument("--no-resume", action="store_true", help="start over even if OUT/last.pth exists")
     p.set_defaults(func=cmd_train)
 

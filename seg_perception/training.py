@@ -116,10 +116,10 @@ def _progress(it: int, total: int, loss: float, started: float) -> None:
 
 def _train_loop(
     cfg: TrainConfig, model: nn.Module, loss_fn: Callable[[list], torch.Tensor], stop_after: int | None = None
-) -> float | None:
+) -> tuple[float, bool]:
     """Optimise ``model`` over the seeded stream with AdamW + one-cycle; checkpoint and resume.
-    Returns the training time in seconds (resumed runs included), or None when it stopped
-    early at ``stop_after`` iterations (checkpointed, as an interrupted run would be)."""
+    Returns (training time in seconds, resumed runs included; whether it stopped early at
+    ``stop_after`` iterations, checkpointed as an interrupted run would be)."""
     out = Path(cfg.out)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.iterations, pct_start=0.1)
@@ -135,6 +135,9 @@ def _train_loop(
         start_it, elapsed_before = state["iteration"], state["elapsed_s"]
         torch.set_rng_state(state["rng"])  # dropout draws continue where they stopped
         print(f"resuming from {last} at iteration {start_it}")
+    if stop_after is not None and start_it >= stop_after:  # already there (e.g. --stop-after run again)
+        model.eval()
+        return elapsed_before, True
     data = SyntheticData(cfg.seed, cfg.height, cfg.width, cfg.iterations * cfg.batch_size)
     # The sampler walks the fixed index sequence from where the run stopped.
     indices = list(range(start_it * cfg.batch_size, cfg.iterations * cfg.batch_size))
@@ -159,15 +162,18 @@ def _train_loop(
                         "iteration": it, "elapsed_s": time.monotonic() - started, "config": asdict(cfg),
                         "rng": torch.get_rng_state()}, last)
         if it == stop_after:
-            return None
+            break
     sys.stderr.write("\n")
     model.eval()
-    return time.monotonic() - started
+    return time.monotonic() - started, it == stop_after and it < cfg.iterations
 
 
-def train(cfg: TrainConfig, resume: bool = True, stop_after: int | None = None) -> Path | None:
+def train(cfg: TrainConfig, resume: bool = True, stop_after: int | None = None,
+          finish_at_stop: bool = False) -> Path | None:
     """Train the configured task; writes ``<out>/final.pth`` (fp16 card) and ``metrics.json``.
-    With ``stop_after`` it checkpoints and returns None after that many iterations."""
+    With ``stop_after`` it checkpoints after that many iterations and returns None, as an
+    interrupted run (resume it later); with ``finish_at_stop`` as well it evaluates and writes
+    ``final.pth`` there, for a schedule cut short on purpose (the card records the stop)."""
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     if not resume:
@@ -188,8 +194,8 @@ def train(cfg: TrainConfig, resume: bool = True, stop_after: int | None = None) 
             return nn.functional.cross_entropy(head.logits(frames), targets, weight=weight_t,
                                                ignore_index=labels.ignore_train_id)
 
-        train_s = _train_loop(cfg, head.model, loss_fn, stop_after)
-        if train_s is None:
+        train_s, stopped = _train_loop(cfg, head.model, loss_fn, stop_after)
+        if stopped and not finish_at_stop:
             return None
         metrics = evaluate_semantic_head(head, cfg, labels)
         trained, extra = head.model, ({} if weights is None else {"class_weights": dict(zip(labels.class_names, weights))})
@@ -211,8 +217,8 @@ def train(cfg: TrainConfig, resume: bool = True, stop_after: int | None = None) 
             targets = [{k: v.to(cfg.device) for k, v in instance_targets(b[2], labels).items()} for b in batch]
             return sum(model(images, targets).values())
 
-        train_s = _train_loop(cfg, model, loss_fn, stop_after)
-        if train_s is None:
+        train_s, stopped = _train_loop(cfg, model, loss_fn, stop_after)
+        if stopped and not finish_at_stop:
             return None
         metrics = evaluate_instance_model(model, cfg, labels)
         trained, extra = model, {"classes": names}
@@ -222,12 +228,14 @@ def train(cfg: TrainConfig, resume: bool = True, stop_after: int | None = None) 
         "arch": cfg.model, "labels": labels.name, "input_size": [cfg.height, cfg.width],
         "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "train_config": asdict(cfg),
         "train_time_s": round(train_s, 1), "metrics": metrics, "torch": str(torch.__version__), **extra,
+        **({"stopped_at": stop_after} if stopped else {}),
     }
     half = {k: (v.half() if v.is_floating_point() else v) for k, v in trained.state_dict().items()}
     final = out / "final.pth"
     torch.save({"model": half, "meta": meta}, final)
     (out / "metrics.json").write_text(json.dumps(meta, indent=2))
-    print(f"trained {cfg.iterations} iterations in {train_s / 60:.1f} min; checkpoint {final}")
+    done = stop_after if stopped else cfg.iterations
+    print(f"trained {done} of {cfg.iterations} iterations in {train_s / 60:.1f} min; checkpoint {final}")
     return final
 
 
@@ -345,11 +353,14 @@ def model_card(meta: dict[str, Any], commands: list[str], stages: list[dict[str,
         extra = []
         if cfg.get("class_weights", "none") != "none":
             extra.append(f"{cfg['class_weights']} class weights")
+        its = (f"{stage['stopped_at']} iterations of a {cfg['iterations']}-iteration schedule" if stage.get("stopped_at")
+               else f"{cfg['iterations']} iterations")
         if cfg.get("task") == "instance":
             extra.append(f"{cfg['rpn_train_proposals']} proposals, {cfg['roi_samples']} RoIs per image")
         lines.append(
-            f"- seed {cfg['seed']}, {cfg['iterations']} iterations x batch {cfg['batch_size']}, AdamW one-cycle max lr "
-            f"{cfg['lr']}{''.join(', ' + e for e in extra)}, init {cfg.get('init') or 'seeded random'}: "
+            f"- seed {cfg['seed']}, {its} x batch {cfg['batch_size']}, AdamW one-cycle max lr "
+            f"{cfg['lr']}{''.join(', ' + e for e in extra)}, init {cfg.get('init') or 'seeded random'}"
+            f"{', backbone ' + cfg['backbone_init'] if cfg.get('backbone_init') else ''}: "
             f"{stage['train_time_s'] / 60:.1f} min"
         )
     lines += ["", *(_instance_tables(metrics) if instance else _semantic_tables(metrics))]

@@ -212,6 +212,8 @@ def _instance_score(frames: list[SyntheticFrame], images: list[DecodedImage]) ->
 
 def test_default_instance_weights_reach_their_accuracy_on_held_out_frames(frames: list[SyntheticFrame]) -> None:
     res = _instance_score(frames, [DecodedImage(f.image, ColorOrder.RGB) for f in frames])
-    # Measured (27 frames, default score threshold 0.5): AP50 INST_AP50, car AP50 INST_CAR.
-    assert res["AP50"] > INST_AP50_FLOOR, f"AP50 {res['AP50']:.3f}"
-    assert res["classes"]["car"]["ap50"] > INST_CAR_FLOOR, f"car AP50 {res['classes']['car']['ap50']:.3f}"
+    # Measured (27 frames, default score threshold 0.5): AP 6.9 %, AP50 12.3 %, car AP50 32.0 %,
+    # truck and bus 16.4 %, person 8.8 % (model card, 54 frames rendered at 256x512: AP50 18.6 %).
+    # Untrained weights score 0; floors a third below the measurement.
+    assert res["AP50"] > 0.08, f"AP50 {res['AP50']:.3f}"
+    assert res["classes"]["car"]["ap50"] > 0.2, f"car AP50 {res['classes']['car']['ap50']:.3f}"

@@ -24,7 +24,7 @@ pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
 # Untrained Mask R-CNN scores every class near 1/9 and every mask pixel near 0.5: low thresholds
 # give real detections with pixels, so the comparisons below are not between empty maps.
-INSTANCE = {"input_height": 128, "input_width": 256, "device": "cpu", "score_threshold": 0.05, "mask_threshold": 0.3,
+INSTANCE = {"checkpoint": "", "input_height": 128, "input_width": 256, "device": "cpu", "score_threshold": 0.05, "mask_threshold": 0.3,
             "max_instances": 12}
 
 

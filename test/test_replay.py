@@ -24,10 +24,10 @@ from seg_perception.pipeline.perception import PerceptionCore
 from seg_perception.replay import ReplayOptions, replay_bag
 from seg_perception.synthetic import generate_drive
 
-# Shipped semantic weights; the (untrained) instance model small, with low thresholds so it
-# does produce instances and the equality checks mean something.
+# Shipped semantic weights; an untrained instance model, small, with low thresholds so it
+# produces many instances on tiny frames and the equality checks mean something.
 OVERRIDES = {
-    "semantic.backend": "torch", "semantic.device": "cpu",
+    "semantic.backend": "torch", "semantic.device": "cpu", "instance.checkpoint": "",
     "instance.input_height": 128, "instance.input_width": 256, "instance.device": "cpu",
     "instance.score_threshold": 0.05, "instance.mask_threshold": 0.3,
 }

@@ -98,3 +98,13 @@ def test_instance_training_writes_a_card_with_metrics_per_condition(tmp_path: Pa
     text = model_card(card["meta"], ["seg-perception train --model instance ..."])
     assert "| condition | AP % | AP50 % |" in text and "| bicycle |" in text and "Backbone initialised" in text
     assert all(f"| {c} |" in text for c in CONDITIONS)
+
+
+def test_a_run_stopped_on_purpose_is_evaluated_and_carded_there(tmp_path: Path) -> None:
+    cfg = _tiny(tmp_path / "s", iterations=6)
+    final = train(cfg, stop_after=2, finish_at_stop=True)
+    card = torch.load(final, weights_only=True)
+    assert card["meta"]["stopped_at"] == 2 and torch.load(tmp_path / "s" / "last.pth", weights_only=False)["iteration"] == 2
+    assert "2 iterations of a 6-iteration schedule" in model_card(card["meta"], ["..."])
+    again = torch.load(train(cfg, stop_after=2, finish_at_stop=True), weights_only=True)  # resumes at 2: no training
+    assert all(torch.equal(card["model"][k], again["model"][k]) for k in card["model"])
