@@ -289,9 +289,10 @@ def instance_case(params: dict[str, Any], msg: Any) -> Case:
         result = segmenter.segment([decode_image(msg)])[0]
         return encode(result.instance_map, msg.header, "mono16")
 
-    info = {"model": config.model, "backend": "torch", "device": segmenter.device, "precision": "fp32",
+    backend = segmenter.backend  # backend auto: the ONNX Runtime split where exported, else torch
+    info = {"model": config.model, "backend": backend.name, "device": backend.device, "precision": backend.precision,
             "input_size": [config.input_width, config.input_height], "checkpoint": config.checkpoint or "untrained"}
-    return Case(f"{config.model} torch fp32", info, lambda: segmenter.detect(batch), end_to_end)
+    return Case(f"{config.model} {backend.name} {backend.precision}", info, lambda: segmenter.detect(batch), end_to_end)
 
 
 # ----------------------------------------------------------------------------- command

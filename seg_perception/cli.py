@@ -184,17 +184,18 @@ def _engines_defaults(args: argparse.Namespace):  # noqa: ANN202
         if getattr(args, "config", None):
             params.update(load_param_file(args.config))
         params.update(_overrides(getattr(args, "param", []) or []))
-        params.setdefault("engines_dir", args.engines_dir)
         config = InstanceModelConfig.from_params(params)
         precision = args.precision or config.precision
         size = (config.input_height, config.input_width)
-        paths = instance_artifact_paths(args.engines_dir, config.model, size, precision)
+        # --engines-dir, else the config's engines_dir (-p / --config): where the nodes look
+        paths = instance_artifact_paths(args.engines_dir or config.engines_dir, config.model, size, precision)
         if getattr(args, "onnx", None) or getattr(args, "engine", None) or getattr(args, "out", None):
             raise SegPerceptionError("--model instance writes three files: use --engines-dir, not --out/--onnx/--engine")
         return config, precision, {k: v[0] for k, v in paths.items()}, {k: v[1] for k, v in paths.items()}
     config = SemanticModelConfig.from_params(semantic_params(args))
     precision = args.precision or config.precision
-    onnx_path, engine_path = artifact_paths(args.engines_dir, config.model, (config.input_height, config.input_width), precision)
+    onnx_path, engine_path = artifact_paths(args.engines_dir or config.engines_dir, config.model,
+                                            (config.input_height, config.input_width), precision)
     return config, precision, Path(getattr(args, "onnx", None) or onnx_path), Path(getattr(args, "engine", None) or engine_path)
 
 
@@ -282,7 +283,7 @@ def add_engine_commands(sub) -> None:  # noqa: ANN001 - argparse subparsers; cal
                    help="instance: the Mask R-CNN split graphs <model>_<H>x<W>_<precision>.{backbone,box_head,mask_head}.onnx")
     p.add_argument("--precision", choices=("fp32", "fp16", "int8"), help="default: the config's precision")
     p.add_argument("--out", help="ONNX path (semantic; default: <engines-dir>/<model>_<H>x<W>_<precision>.onnx)")
-    p.add_argument("--engines-dir", default="engines")
+    p.add_argument("--engines-dir", help="default: the config's engines_dir (engines/ of the package)")
     p.add_argument("--calib", help="calibration frames: .npy uint8 (N,H,W,3) RGB or a folder of png/jpg (int8: required)")
     p.add_argument("--calib-bag", help="calibration frames from a rosbag2 (sqlite3/mcap) camera topic")
     p.add_argument("--calib-topic", help="camera topic in --calib-bag (default: its only Image/CompressedImage topic)")
@@ -304,7 +305,7 @@ def add_engine_commands(sub) -> None:  # noqa: ANN001 - argparse subparsers; cal
     p.add_argument("--precision", choices=("fp32", "fp16", "int8"), help="precision of the ONNX graph (default: config)")
     p.add_argument("--onnx", help="default: <engines-dir>/<model>_<H>x<W>_<precision>.onnx")
     p.add_argument("--engine", help="default: the ONNX path with .engine")
-    p.add_argument("--engines-dir", default="engines")
+    p.add_argument("--engines-dir", help="default: the config's engines_dir (engines/ of the package)")
     p.add_argument("--min-batch", type=int, default=1)
     p.add_argument("--opt-batch", type=int, default=1)
     p.add_argument("--max-batch", type=int, default=4)

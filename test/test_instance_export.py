@@ -318,3 +318,20 @@ def test_instance_node_on_onnxruntime_publishes_what_the_torch_core_computes(
     finally:
         client.close()
         assert node.stop() == 0, node.output
+
+
+@pytest.mark.parametrize("flag", ["param", "option"])
+def test_export_cli_writes_where_the_config_or_the_flag_says(tmp_path: Path, flag: str) -> None:
+    """`-p engines_dir=DIR` (where the nodes would look) is honoured; `--engines-dir` wins over it."""
+    from seg_perception.cli import main
+
+    via_param, via_flag = tmp_path / "param", tmp_path / "flag"
+    args = ["export", "--model", "instance", "-p", f"engines_dir={via_param}", "-p", "input_height=64",
+            "-p", "input_width=128", "--accuracy-frames", "0"]
+    if flag == "option":
+        args += ["--engines-dir", str(via_flag)]
+    assert main(args) == 0
+    written = via_flag if flag == "option" else via_param
+    assert sorted(p.name for p in written.glob("*.onnx")) == [
+        f"maskrcnn_mobilenet_v3_large_fpn_64x128_fp32.{part}.onnx" for part in ("backbone", "box_head", "mask_head")]
+    assert flag == "param" or not via_param.exists()
