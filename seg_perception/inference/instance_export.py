@@ -345,14 +345,9 @@ def scene_frames(input_size: tuple[int, int], count: int = 4, seed: int = 0) -> 
 @torch.inference_mode()
 def eager_detect(model: nn.Module, frames: np.ndarray) -> list[Any]:
     """What InstanceSegmenter's torch path returns (eager torchvision), for comparisons."""
-    from ..pipeline.instance import Detections
+    from ..pipeline.instance import TorchInstanceBackend
 
-    x = torch.from_numpy(frames).permute(0, 3, 1, 2).float().div_(255.0)
-    images, _ = model.transform(list(x))
-    features = model.backbone(images.tensors)
-    proposals, _ = model.rpn(images, features)
-    dets, _ = model.roi_heads(features, proposals, images.image_sizes)
-    return [Detections(d["boxes"], d["labels"], d["scores"], d["masks"]) for d in dets]
+    return TorchInstanceBackend(model, (frames.shape[1], frames.shape[2])).detect(frames)
 
 
 def configure_for_size(model: nn.Module, input_size: tuple[int, int]) -> nn.Module:
