@@ -356,16 +356,21 @@ def run_bench(
         "skipped": skipped,
         "wall_s": time.monotonic() - t0,
         "load_average": {"start": list(load_start), "end": list(os.getloadavg())},
-        "machine": _machine(),
+        "machine": machine(),
     }
     if compare and naive_map is not None:
         report["compare"] = _compare(rows, semantic, msg, naive_map)
     _print(report)
     if json_path:
-        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(json_path).write_text(json.dumps(report, indent=2))
-        print(f"wrote {json_path}")
+        write_report(report, json_path)
     return report
+
+
+def write_report(report: dict[str, Any], path: str | Path) -> None:
+    """A benchmark's JSON report at ``path`` (folders made), and one line saying where."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(report, indent=2))
+    print(f"wrote {path}")
 
 
 def run_semantic_bench(
@@ -398,7 +403,8 @@ def _compare(rows: list[dict[str, Any]], semantic: dict[str, SemanticSegmenter],
     return out
 
 
-def _machine() -> dict[str, Any]:
+def machine() -> dict[str, Any]:
+    """The machine a benchmark ran on: CPU, torch threads, versions, GPU."""
     return {
         "cpu": _cpu_name(),
         "logical_cpus": os.cpu_count(),

@@ -22,6 +22,7 @@ from .models import semantic_architecture
 from .resources import config_path, resolve
 
 RELIABILITY_CHOICES = ("reliable", "best_effort")
+INPUT_RELIABILITY_CHOICES = ("auto", *RELIABILITY_CHOICES)  # auto: follow the publishers
 
 
 def load_param_file(path: str | Path) -> dict[str, Any]:
@@ -200,7 +201,7 @@ class NodeIOConfig:
 
     image_topic: str
     compressed_topic: str  # "" = no compressed subscription
-    input_reliability: str
+    input_reliability: str  # auto | reliable | best_effort
     input_depth: int
     output_reliability: str
     output_depth: int
@@ -213,10 +214,12 @@ class NodeIOConfig:
     max_batch: int  # frames per inference batch; 0 = one frame of every camera that has one
     lazy: bool  # subscribe to a camera only while one of its outputs has a subscriber
     cpu_threads: int = 0  # threads for CPU inference; 0 = one per core
+    input_timeout: float = 3.0  # seconds of silence (or loss) before a camera's status warns
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> NodeIOConfig:
-        params = {"cpu_threads": 0, **params}  # optional: parameter files older than the key
+        # optional: parameter files older than these keys
+        params = {"cpu_threads": 0, "input_timeout": 3.0, **params}
         _require(params, cls)
         if not str(params["image_topic"]):
             raise ConfigError("parameter image_topic: must not be empty")
@@ -229,26 +232,33 @@ class NodeIOConfig:
         threads = params["cpu_threads"]
         if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
             raise ConfigError(f"parameter cpu_threads: expected an integer >= 0 (0 = one per core), got {threads!r}")
-        period = params["diagnostics_period"]
-        if isinstance(period, bool) or not isinstance(period, (int, float)) or period <= 0:
-            raise ConfigError(f"parameter diagnostics_period: expected seconds > 0, got {period!r}")
+        period = _positive_seconds(params, "diagnostics_period")
+        input_timeout = _positive_seconds(params, "input_timeout")
         return cls(
             image_topic=str(params["image_topic"]),
             compressed_topic=str(params["compressed_topic"]),
-            input_reliability=_choice(params, "input_reliability", RELIABILITY_CHOICES),
+            input_reliability=_choice(params, "input_reliability", INPUT_RELIABILITY_CHOICES),
             input_depth=_positive_int(params, "input_depth"),
             output_reliability=_choice(params, "output_reliability", RELIABILITY_CHOICES),
             output_depth=_positive_int(params, "output_depth"),
             publish_confidence=bool(params["publish_confidence"]),
             publish_overlay=bool(params["publish_overlay"]),
             overlay_alpha=_fraction(params, "overlay_alpha"),
-            diagnostics_period=float(period),
+            diagnostics_period=period,
             cameras=_cameras(params["cameras"]),
             batch_timeout_ms=batch_timeout,
             max_batch=max_batch,
             lazy=_bool(params, "lazy"),
             cpu_threads=threads,
+            input_timeout=input_timeout,
         )
+
+
+def _positive_seconds(params: Mapping[str, Any], key: str) -> float:
+    value = params[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise ConfigError(f"parameter {key}: expected seconds > 0, got {value!r}")
+    return float(value)
 
 
 # A relative or absolute ROS namespace: name tokens joined by '/'.

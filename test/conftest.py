@@ -10,10 +10,10 @@ import random
 os.environ["ROS_DOMAIN_ID"] = str(random.Random(os.getpid()).randint(30, 99))
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
-# Camera-sized best-effort samples need the shared-memory profile (see the XML's comment).
-os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "config", "fastdds_large_images.xml"
-)
+# No Fast DDS profile here: test cameras and listeners run with the middleware's defaults,
+# like a stock camera driver and RViz. Node processes pick their own (ros/transport.py).
+for _var in ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE"):
+    os.environ.pop(_var, None)
 
 from pathlib import Path  # noqa: E402
 

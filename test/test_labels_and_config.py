@@ -50,7 +50,7 @@ def test_semantic_defaults_parse_into_records() -> None:
     assert model.model == "deeplabv3_mobilenet_v3_large"
     assert model.checkpoint.endswith("engines/deeplabv3_mobilenet_v3_large_synth.pth")  # resolved, exists
     assert (model.input_height, model.input_width) == (256, 512)
-    assert io.input_reliability == "best_effort" and io.output_reliability == "reliable"
+    assert io.input_reliability == "auto" and io.output_reliability == "reliable"  # auto: follow the camera
 
 
 @pytest.mark.parametrize(

@@ -45,9 +45,6 @@ RECORDED = ("semantic/class_map", "instance/instance_map", "instance/detections"
 def _isolate_graph() -> None:
     os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(40, 99)))
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-    from .runner import use_large_image_profile
-
-    use_large_image_profile()
 
 
 def drive_bag(out: Path, frames: int, seed: int) -> Path:

@@ -27,12 +27,10 @@ that stamp.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -40,12 +38,11 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
-from ..bench import Case, _summary, camera_message, run_cases, semantic_case
+from ..bench import Case, _summary, camera_message, run_cases, semantic_case, write_report
 from ..config import SemanticModelConfig, node_defaults
 from ..pipeline.semantic import SemanticSegmenter
 from ..synthetic import generate_frame
 from .harness import GraphClient, NodeProcess
-from .runner import use_large_image_profile
 
 NAMESPACE = "/latency_bench"
 NODE_MODULE = "seg_perception.ros.semantic_node"
@@ -306,11 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(40, 99)))
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-    use_large_image_profile()
-    report = run(args)
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(report, indent=2))
-    print(f"wrote {args.json}")
+    write_report(run(args), args.json)
     return 0
 
 

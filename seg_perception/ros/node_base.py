@@ -21,35 +21,36 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any, Protocol
 
 from builtin_interfaces.msg import Time
-from diagnostic_msgs.msg import DiagnosticArray
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.lifecycle import LifecycleNode, LifecycleNodeMixin, LifecycleState, TransitionCallbackReturn
+from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.publisher import Publisher
-from rclpy.subscription import Subscription
 from rclpy.timer import Timer
-from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
 from ..config import InstanceModelConfig, NodeIOConfig, node_defaults
 from ..errors import ConfigError, ImageError, SegPerceptionError
-from ..frame_buffer import LatestFrameBuffer
-from ..bags import COMPRESSED, IMAGE, decode_frame
+from ..frame_buffer import CameraCounters, LatestFrameBuffer
+from ..bags import decode_frame
 from ..image_conversion import DecodedImage
 from ..inference.onnx_export import cpu_threads, set_cpu_threads
 from ..inference.registry import resolve_device
 from ..pipeline.semantic import SemanticSegmenter
 from ..stats import RollingStats
+from .camera_input import CameraInput
 from .diagnostics import OK, WARN, diagnostic_status
+from .input_health import WARN_LEVEL, Verdict, diagnose
 from .parameters import declare_from_defaults
-from .qos import qos_profile
+from .qos import describe_offers, qos_profile
+from .transport import large_image_profile_active, receive_buffer_limit, receive_buffer_warning
 
 DEFAULT_CAMERA = ""  # `cameras: []`: one camera, topics directly under the node's namespace
 WARN_THROTTLE_S = 5.0
-LAZY_POLL_S = 0.5  # how often a lazy node looks for subscribers of its outputs
+INPUT_POLL_S = 0.5  # how often the node looks at publishers (QoS, health) and, if lazy, listeners
 TAKE_TIMEOUT_S = 0.1  # the worker wakes this often to notice a stop request
 
 
@@ -72,18 +73,18 @@ class OutputGroup(Protocol):
 
 @dataclass
 class CameraChannel:
-    """One camera: its input topics, its output group, its subscriptions and latency stats."""
+    """One camera: its inputs, its output group, latency stats and the input's last verdict."""
 
     name: str
     prefix: str  # "" or "<camera>/": prepended to every input and output topic
+    input: CameraInput
     outputs: Any  # the concrete node's OutputGroup
-    subscriptions: list[Subscription] = field(default_factory=list)
     stats: RollingStats = field(default_factory=RollingStats)
-    subscribe_events: int = 0  # how often the inputs were (re)subscribed
+    verdict: Verdict | None = None
 
     @property
     def subscribed(self) -> bool:
-        return bool(self.subscriptions)
+        return self.input.subscribed
 
     def listeners(self) -> int:
         """Subscribers over all of this camera's outputs."""
@@ -120,7 +121,10 @@ class SegmentationNodeBase(LifecycleNode):
         self._publishers_made: list[Publisher] = []
         self._diag_pub: Publisher | None = None
         self._diag_timer: Timer | None = None
-        self._lazy_timer: Timer | None = None
+        self._input_timer: Timer | None = None
+        self._steady = Clock(clock_type=ClockType.STEADY_TIME)  # timers that run without /clock
+        self._rmem_max: int | None = None
+        self._own_profile = False
         self._worker: threading.Thread | None = None
         self._stop = threading.Event()
         self._configured = self._active = self._finalized = False
@@ -203,6 +207,7 @@ class SegmentationNodeBase(LifecycleNode):
                 set_cpu_threads(self.io.cpu_threads)
             self.setup_core(self.params)
             self._make_runtime()
+            self._check_transport()
         except Exception as err:  # noqa: BLE001 - a failed transition, the node stays up unconfigured
             self._last_error = err
             self._release()
@@ -219,14 +224,13 @@ class SegmentationNodeBase(LifecycleNode):
         self._worker = threading.Thread(target=self._work, args=(self._stop,), name=f"{self.get_name()}-worker",
                                         daemon=True)
         self._worker.start()
-        if self.io.lazy:
-            self._lazy_timer = self.create_timer(LAZY_POLL_S, self._update_lazy_subscriptions)
-            self._update_lazy_subscriptions()
-        else:
+        if not self.io.lazy:  # lazy: _poll_inputs subscribes the cameras that have listeners
             for channel in self.channels.values():
-                self._subscribe(channel)
+                channel.input.subscribe()
+        self._input_timer = self.create_timer(INPUT_POLL_S, self._poll_inputs, clock=self._steady)
+        self._poll_inputs()  # a verdict for every camera from the first /diagnostics on
         self._active = True
-        topics = [self.resolve_topic_name(c.prefix + self.io.image_topic) for c in self.channels.values()]
+        topics = [c.input.image_topic for c in self.channels.values()]
         self.get_logger().info(f"{self.core_description}; {'lazily ' if self.io.lazy else ''}listening on {topics}")
         return TransitionCallbackReturn.SUCCESS
 
@@ -270,20 +274,31 @@ class SegmentationNodeBase(LifecycleNode):
         self.transport_stats = RollingStats()
         self.processing_stats = RollingStats()
         self.inference_errors = self.overlays_rendered = self.batches = self.batched_frames = self.largest_batch = 0
-        self._in_qos = qos_profile(self.io.input_reliability, self.io.input_depth)
         for camera in self.io.cameras or (DEFAULT_CAMERA,):
             prefix = f"{camera}/" if camera else ""
-            self.channels[camera] = CameraChannel(camera, prefix, self.make_outputs(prefix))
+            camera_input = CameraInput(self, camera, prefix, self.io, self._on_raw)
+            self.channels[camera] = CameraChannel(camera, prefix, camera_input, self.make_outputs(prefix))
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self._diag_timer = self.create_timer(self.io.diagnostics_period, self._publish_diagnostics)
+        # Steady clock: /diagnostics keeps coming (and says why) while a use_sim_time node has no /clock.
+        self._diag_timer = self.create_timer(self.io.diagnostics_period, self._publish_diagnostics,
+                                             clock=self._steady)
+
+    def _check_transport(self) -> None:
+        """Say once when the kernel caps the UDP receive buffer below what large frames need."""
+        self._rmem_max = receive_buffer_limit()
+        self._own_profile = large_image_profile_active()
+        if self._own_profile:
+            warning = receive_buffer_warning(self._rmem_max)
+            if warning:
+                self.get_logger().warning(warning)
 
     def _stop_processing(self) -> None:
         """Unsubscribe and join the worker (deactivate); models and publishers stay."""
-        if self._lazy_timer is not None:
-            self.destroy_timer(self._lazy_timer)
-            self._lazy_timer = None
+        if self._input_timer is not None:
+            self.destroy_timer(self._input_timer)
+            self._input_timer = None
         for channel in self.channels.values():
-            self._unsubscribe(channel)
+            channel.input.unsubscribe()
         self._stop.set()
         self.buffer.close()
         if self._worker is not None and self._worker is not threading.current_thread():
@@ -304,35 +319,35 @@ class SegmentationNodeBase(LifecycleNode):
         self._configured = False
 
     # -- input side -----------------------------------------------------------------------
-    def _subscribe(self, channel: CameraChannel) -> None:
-        if channel.subscribed:
-            return
-        # Raw (serialized) messages: a frame that newest-frame-wins will drop costs one memcpy on
-        # the executor thread; only the frame the worker takes is deserialized (zero-copy).
-        subs = [self.create_subscription(Image, channel.prefix + self.io.image_topic,
-                                         partial(self._on_raw, channel.name, IMAGE), self._in_qos, raw=True)]
-        if self.io.compressed_topic:
-            subs.append(self.create_subscription(CompressedImage, channel.prefix + self.io.compressed_topic,
-                                                 partial(self._on_raw, channel.name, COMPRESSED), self._in_qos,
-                                                 raw=True))
-        channel.subscriptions = subs
-        channel.subscribe_events += 1
-
-    def _unsubscribe(self, channel: CameraChannel) -> None:
-        for sub in channel.subscriptions:
-            self.destroy_subscription(sub)
-        channel.subscriptions = []
-
     def _update_lazy_subscriptions(self) -> None:
         """Lazy mode: a camera is subscribed exactly while one of its outputs has a listener."""
         for channel in self.channels.values():
             wanted = channel.listeners() > 0
             if wanted and not channel.subscribed:
-                self._subscribe(channel)
+                channel.input.subscribe()
                 self.get_logger().info(f"{channel.name or 'camera'}: outputs have subscribers, input subscribed")
             elif not wanted and channel.subscribed:
-                self._unsubscribe(channel)
+                channel.input.unsubscribe()
                 self.get_logger().info(f"{channel.name or 'camera'}: no output subscribers, input unsubscribed")
+
+    def _poll_inputs(self) -> None:
+        """Every INPUT_POLL_S: lazy subscriptions, QoS that follows the publishers, input health."""
+        if self.io.lazy:
+            self._update_lazy_subscriptions()
+        counters = self.buffer.snapshot()
+        for name, channel in self.channels.items():
+            c = counters.get(name)
+            channel.input.refresh((c.bad_input, c.processed) if c else (0, 0))
+            # The receive-buffer advice holds only where our profile makes frames arrive by UDP.
+            rmem_max = self._rmem_max if self._own_profile else None
+            verdict = diagnose(channel.input.state(self.io.input_timeout, rmem_max))
+            if channel.verdict is None or verdict.cause != channel.verdict.cause:
+                # Once per change of cause: the log says why the input is silent, and when it recovers.
+                if verdict.level == WARN_LEVEL:
+                    self.get_logger().warning(f"{channel.name or 'camera'}: {verdict.message}")
+                elif channel.verdict is not None and channel.verdict.level == WARN_LEVEL:
+                    self.get_logger().info(f"{channel.name or 'camera'}: input ok again ({verdict.message})")
+            channel.verdict = verdict
 
     def _on_raw(self, camera: str, msgtype: str, raw: bytes) -> None:
         # Receive time on the ROS clock, comparable with the header stamp (transport latency).
@@ -347,6 +362,9 @@ class SegmentationNodeBase(LifecycleNode):
             return InputFrame(camera, header, image, received)
         except ImageError as err:
             self.buffer.count(camera, bad_input=1)
+            channel = self.channels.get(camera)
+            if channel is not None:
+                channel.input.last_bad_input = str(err)
             self.get_logger().warning(
                 f"dropping bad frame on {camera or 'camera'} ({err})", throttle_duration_sec=WARN_THROTTLE_S
             )
@@ -420,44 +438,65 @@ class SegmentationNodeBase(LifecycleNode):
             "mean_batch_size": self.batched_frames / self.batches if self.batches else 0.0,
             "largest_batch": self.largest_batch,
             "cpu_threads": cpu_threads(),
+            "udp_receive_buffer_max": self._rmem_max if self._rmem_max is not None else "unknown",
             **self.diagnostic_values(),
         }
+        values["frames_lost"] = sum(c.input.lost() for c in self.channels.values())
+        camera_warnings = [f"camera {name or '(default)'}: {c.verdict.message}" for name, c in self.channels.items()
+                           if c.verdict is not None and c.verdict.level == WARN_LEVEL]
         degraded = total["bad_input"] or self.inference_errors
+        message = "; ".join(camera_warnings) or ("bad input or inference errors seen" if degraded else "ok")
         # The node summary first: consumers that read one status per node read this one.
         statuses = [
             diagnostic_status(
                 name=f"{fqn}: {self.config_name} segmentation",
                 hardware_id=str(values.get("device", "")),
-                level=WARN if degraded else OK,
-                message="bad input or inference errors seen" if degraded else "ok",
+                level=WARN if degraded or camera_warnings else OK,
+                message=message,
                 values=values,
             )
         ]
-        for name, channel in self.channels.items():
-            c = counters.get(name)
-            lat = channel.stats.percentiles_ms()
-            statuses.append(
-                diagnostic_status(
-                    name=f"{fqn}: camera {name or '(default)'}",
-                    hardware_id=str(values.get("device", "")),
-                    level=WARN if c and c.bad_input else OK,
-                    message="bad input seen" if c and c.bad_input else "ok",
-                    values={
-                        "input_topic": self.resolve_topic_name(channel.prefix + self.io.image_topic),
-                        "input_subscribed": channel.subscribed,
-                        "input_subscribe_events": channel.subscribe_events,
-                        "rate_hz": channel.stats.rate_hz(),
-                        "latency_p50_ms": lat["p50"],
-                        "latency_p95_ms": lat["p95"],
-                        "latency_p99_ms": lat["p99"],
-                        "frames_received": c.received if c else 0,
-                        "frames_processed": c.processed if c else 0,
-                        "frames_dropped": c.dropped if c else 0,
-                        "bad_input": c.bad_input if c else 0,
-                    },
-                )
-            )
+        statuses += [self._camera_status(fqn, name, channel, counters.get(name), str(values.get("device", "")))
+                     for name, channel in self.channels.items()]
         self._diag_pub.publish(DiagnosticArray(header=Header(stamp=self.get_clock().now().to_msg()), status=statuses))
+
+    def _camera_status(self, fqn: str, name: str, channel: CameraChannel, c: CameraCounters | None,
+                       device: str) -> DiagnosticStatus:
+        """One camera's status: its counters, its publishers and their QoS, and why it is silent."""
+        lat = channel.stats.percentiles_ms()
+        verdict = channel.verdict
+        warn = bool(verdict and verdict.level == WARN_LEVEL)
+        if warn:
+            message = verdict.message if verdict else ""
+        elif c and c.bad_input:
+            message = "bad input seen"
+        else:
+            message = verdict.message if verdict else "ok"
+        topics = channel.input.topics
+        return diagnostic_status(
+            name=f"{fqn}: camera {name or '(default)'}",
+            hardware_id=device,
+            level=WARN if warn or (c and c.bad_input) else OK,
+            message=message,
+            values={
+                "input_topic": channel.input.image_topic,
+                "input_subscribed": channel.subscribed,
+                "input_subscribe_events": channel.input.subscribe_events,
+                "input_reliability": ",".join(t.reliability or "-" for t in topics),
+                "publishers": sum(len(t.offers) for t in topics),
+                "publisher_qos": "; ".join(describe_offers(t.offers) for t in topics),
+                "input_status": verdict.cause if verdict else "",
+                "rate_hz": channel.stats.rate_hz(),
+                "latency_p50_ms": lat["p50"],
+                "latency_p95_ms": lat["p95"],
+                "latency_p99_ms": lat["p99"],
+                "frames_received": c.received if c else 0,
+                "frames_processed": c.processed if c else 0,
+                "frames_dropped": c.dropped if c else 0,
+                "frames_lost": channel.input.lost(),
+                "bad_input": c.bad_input if c else 0,
+            },
+        )
 
 
 def describe_semantic(node: Node, segmenter: SemanticSegmenter) -> str:

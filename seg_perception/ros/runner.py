@@ -13,7 +13,6 @@ it is in (``close()``), which stops the worker before the node is destroyed.
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Callable
 
@@ -21,22 +20,7 @@ import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
 from ..errors import SegPerceptionError
-from ..resources import config_path
-
-
-PROFILE_VARS = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")
-
-
-def use_large_image_profile() -> None:
-    """Unless the user configured Fast DDS, use our profile so best-effort camera frames
-    larger than 0.5 MB are not lost (see config/fastdds_large_images.xml)."""
-    if any(os.environ.get(v) for v in PROFILE_VARS):
-        return
-    if os.environ.get("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp") != "rmw_fastrtps_cpp":
-        return
-    profile = config_path("fastdds_large_images.xml")
-    if profile.is_file():
-        os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = str(profile)
+from .transport import use_large_image_profile
 
 
 def run_node(factory: Callable[[], "rclpy.node.Node"], args: list[str] | None = None,

@@ -27,10 +27,10 @@ from typing import Any
 
 from sensor_msgs.msg import Image
 
+from ..bench import write_report
 from ..synthetic import generate_frame
 from .harness import GraphClient, NodeProcess
 from .messages import image_msg
-from .runner import use_large_image_profile
 
 SIZE = {"input_height": 256, "input_width": 512, "device": "cpu"}
 
@@ -144,7 +144,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(40, 99)))
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-    use_large_image_profile()
     if args.cameras > 0:
         _write(_cameras_report(args.cameras, args.seconds, args.rate),
                args.json or f"out/bench/multicamera_{args.cameras}.json")
@@ -164,9 +163,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _write(report: dict[str, Any], path: str) -> None:
     print(json.dumps(report, indent=2))
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    with open(path, "w") as f:
-        json.dump(report, f, indent=2)
+    write_report(report, path)
 
 
 if __name__ == "__main__":
