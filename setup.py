@@ -38,7 +38,7 @@ setup(
     license="Apache-2.0",
     entry_points={
         "console_scripts": [
-            "seg-perception = seg_perception.cli:main",
+            "seg-perception = seg_perception.apps.cli:main",
             "semantic_segmentation_node = seg_perception.ros.semantic_node:main",
             "instance_segmentation_node = seg_perception.ros.instance_node:main",
             "perception_node = seg_perception.ros.perception_node:main",

@@ -6,7 +6,7 @@
     ros2 launch seg_perception perception.launch.py lifecycle:=true autostart:=false   # then: ros2 lifecycle set ...
 """
 
-from seg_perception.launch_description import camera_node_launch
+from seg_perception.ros.launch_description import camera_node_launch
 
 
 def generate_launch_description():  # noqa: ANN201 - launch's entry point

@@ -6,7 +6,7 @@ all on the bag's clock (use_sim_time).
     rviz2 -d $(ros2 pkg prefix seg_perception)/share/seg_perception/config/seg_perception.rviz
 """
 
-from seg_perception.launch_description import replay_launch
+from seg_perception.ros.launch_description import replay_launch
 
 
 def generate_launch_description():  # noqa: ANN201 - launch's entry point

@@ -4,7 +4,7 @@
     ros2 launch seg_perception semantic.launch.py params_file:=/path/to/my_semantic.yaml use_sim_time:=true
 """
 
-from seg_perception.launch_description import camera_node_launch
+from seg_perception.ros.launch_description import camera_node_launch
 
 
 def generate_launch_description():  # noqa: ANN201 - launch's entry point

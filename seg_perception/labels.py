@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from .errors import ConfigError
-from .resources import config_yaml
+from seg_perception.errors import ConfigError
+from seg_perception.resources import config_yaml
 
 IGNORE = 255
 

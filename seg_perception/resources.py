@@ -36,6 +36,12 @@ def share_dir() -> Path:
     )
 
 
+def import_root() -> Path:
+    """The directory that holds the ``seg_perception`` package: on ``PYTHONPATH``, a child
+    process imports this very copy (a checkout included)."""
+    return Path(__file__).resolve().parents[1]
+
+
 def resolve(path: str | Path) -> Path:
     """Resolve a user path: absolute or existing as given, else relative to :func:`share_dir`."""
     p = Path(path).expanduser()
@@ -52,7 +58,7 @@ def config_path(name: str) -> Path:
 def config_yaml(name_or_path: str | Path, folder: str, what: str) -> Path:
     """A YAML file given by path, or by name as ``config/<folder>/<name>.yaml``; raises
     ConfigError naming ``what`` and the path looked at when it does not exist."""
-    from .errors import ConfigError
+    from seg_perception.errors import ConfigError
 
     path = Path(name_or_path)
     if path.suffix not in (".yaml", ".yml"):

@@ -20,8 +20,8 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from seg_perception.config import node_defaults  # noqa: E402
-from seg_perception.models import build_semantic_model  # noqa: E402
+from seg_perception.config.records import node_defaults  # noqa: E402
+from seg_perception.models.semantic import build_semantic_model  # noqa: E402
 
 SMALL = {"input_height": 128, "input_width": 256, "backend": "torch", "device": "cpu"}
 

@@ -2,7 +2,7 @@
 
 A semantic backend takes a batch of uint8 RGB frames already resized to the model input
 size and returns uint8 class ids (and optionally confidence) at that size. Normalisation and
-the per-pixel reduction live inside the model graph (:class:`seg_perception.models.SemanticHead`),
+the per-pixel reduction live inside the model graph (:class:`seg_perception.models.semantic.SemanticHead`),
 so torch, ONNX Runtime and TensorRT backends differ only in how they execute that graph.
 
 A backend may also take the decoded full-resolution frames (:class:`FullFrameBackend`) when
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 import numpy as np
 
 if TYPE_CHECKING:
-    from ..image_conversion import DecodedImage
+    from seg_perception.io.image import DecodedImage
 
 BACKEND_CHOICES = ("auto", "tensorrt", "onnxruntime", "torch")
 DEVICE_CHOICES = ("auto", "cuda", "cpu")

@@ -1,6 +1,6 @@
 """When the semantic model uses, must have, or builds a TensorRT engine: ``engine_policy``.
 
-``auto | build_in_background | require | never`` (:class:`~seg_perception.config.SemanticModelConfig`):
+``auto | build_in_background | require | never`` (:class:`~seg_perception.config.records.SemanticModelConfig`):
 
 * ``never``: TensorRT is not considered; backend choice as ``auto`` without it.
 * ``require``: start only with a valid engine for this model, input size and precision
@@ -39,14 +39,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import BackendError, ConfigError
-from .engine_build import LIBRARIES, TRT_INSTALL, check_sidecar, import_tensorrt, sidecar_path
-from .registry import resolve_device
+from seg_perception.errors import BackendError, ConfigError
+from seg_perception.resources import import_root
+from seg_perception.export.engine_build import LIBRARIES, TRT_INSTALL, check_sidecar, import_tensorrt, sidecar_path
+from seg_perception.inference.registry import resolve_device
 
 if TYPE_CHECKING:
     from torch import nn
 
-    from ..config import SemanticModelConfig
+    from seg_perception.config.records import SemanticModelConfig
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +105,7 @@ def engine_problem(
     """Why ``engine`` is not a valid engine of these weights (None: it is): missing, sidecar
     mismatch (:func:`check_sidecar`: engine file, precision, library, GPU, ONNX hash), or its
     ONNX exported from other weights or in another precision."""
-    from .onnx_export import onnx_metadata_matches
+    from seg_perception.export.onnx import onnx_metadata_matches
 
     if not engine.is_file():
         return f"no engine at {engine}"
@@ -229,7 +230,7 @@ class BackgroundEngineBuild:
         path = self.job.log_path
         path.parent.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ, OMP_NUM_THREADS="1")
-        root = str(Path(__file__).resolve().parents[2])  # this package importable from a checkout too
+        root = str(import_root())  # this package importable from a checkout too
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
         with open(path, "a") as log_file:  # the child holds its own descriptor
             self._proc = subprocess.Popen(self.job.command(), stdout=subprocess.PIPE, stderr=log_file,
@@ -336,9 +337,9 @@ def _exclusive(path: Path) -> Iterator[None]:
 
 def run_job(job: BuildJob) -> dict[str, Any]:
     """Export the ONNX if missing, build the engine if missing or stale; the sidecar."""
-    from ..models import build_semantic_model
-    from .engine_build import build_engine
-    from .onnx_export import export_semantic_onnx, onnx_metadata_matches
+    from seg_perception.models.semantic import build_semantic_model
+    from seg_perception.export.engine_build import build_engine
+    from seg_perception.export.onnx import export_semantic_onnx, onnx_metadata_matches
 
     onnx, engine = Path(job.onnx), Path(job.engine)
     model, _ = build_semantic_model(job.model, job.num_classes, job.checkpoint or None)

@@ -22,17 +22,17 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from ..errors import BackendError, ConfigError
-from ..pipeline.instance import Detections, TorchInstanceBackend
-from .base import PRECISION_CHOICES
-from .instance_export import (
+from seg_perception.errors import BackendError, ConfigError
+from seg_perception.pipeline.instance import Detections, TorchInstanceBackend
+from seg_perception.inference.base import PRECISION_CHOICES
+from seg_perception.export.instance import (
     PARTS,
     export_instance_onnx,
     instance_onnx_matches,
     ort_runners,
     split_detect,
 )
-from .onnx_export import ort_optimizations_safe, read_onnx_metadata
+from seg_perception.export.onnx import ort_optimizations_safe, read_onnx_metadata
 
 log = logging.getLogger(__name__)
 

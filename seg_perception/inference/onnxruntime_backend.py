@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from ..errors import BackendError
-from .base import PRECISION_CHOICES, SemanticOutput
-from .onnx_export import (
+from seg_perception.errors import BackendError
+from seg_perception.inference.base import PRECISION_CHOICES, SemanticOutput
+from seg_perception.export.onnx import (
     ACCEL_INSTALL,
     INPUT_NAME,
     OUTPUT_NAMES,

@@ -10,9 +10,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import BackendError, ConfigError
-from .base import BACKEND_CHOICES, SemanticBackend
-from .torch_backend import TorchSemanticBackend
+from seg_perception.errors import BackendError, ConfigError
+from seg_perception.inference.base import BACKEND_CHOICES, SemanticBackend
+from seg_perception.inference.torch_backend import TorchSemanticBackend
 
 log = logging.getLogger(__name__)
 
@@ -36,13 +36,13 @@ def _torch(build: Callable[[], nn.Module], device: str, precision: str, artifact
 
 
 def _onnxruntime(build: Callable[[], nn.Module], device: str, precision: str, artifacts: SemanticArtifacts) -> SemanticBackend:
-    from .onnxruntime_backend import OnnxRuntimeSemanticBackend
+    from seg_perception.inference.onnxruntime_backend import OnnxRuntimeSemanticBackend
 
     return OnnxRuntimeSemanticBackend.from_model(build(), device, precision, artifacts.input_size, artifacts.onnx)
 
 
 def _tensorrt(build: Callable[[], nn.Module], device: str, precision: str, artifacts: SemanticArtifacts) -> SemanticBackend:
-    from .tensorrt_backend import TensorRTSemanticBackend
+    from seg_perception.inference.tensorrt_backend import TensorRTSemanticBackend
 
     if artifacts.engine is None:
         raise BackendError("backend tensorrt needs an engine: seg-perception export, then seg-perception build-engine")

@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import BackendError
-from .base import SemanticOutput
-from .engine_build import GpuInfo, check_sidecar, import_tensorrt, make_logger, read_sidecar, sidecar_path
-from .onnx_export import INPUT_NAME, OUTPUT_NAMES
+from seg_perception.errors import BackendError
+from seg_perception.inference.base import SemanticOutput
+from seg_perception.export.engine_build import GpuInfo, check_sidecar, import_tensorrt, make_logger, read_sidecar, sidecar_path
+from seg_perception.export.onnx import INPUT_NAME, OUTPUT_NAMES
 
 log = logging.getLogger(__name__)
 

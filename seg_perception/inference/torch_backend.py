@@ -9,11 +9,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import BackendError
-from ..image_conversion import DecodedImage
-from ..models import SemanticHead
-from .base import SemanticOutput
-from .torch_runner import TorchFrameRunner
+from seg_perception.errors import BackendError
+from seg_perception.io.image import DecodedImage
+from seg_perception.models.semantic import SemanticHead
+from seg_perception.inference.base import SemanticOutput
+from seg_perception.inference.torch_runner import TorchFrameRunner
 
 
 class TorchSemanticBackend:

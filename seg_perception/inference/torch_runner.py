@@ -6,9 +6,9 @@ On CUDA (the GPU path of issue 7), one call does:
 1. every frame of the batch is copied once into a persistent pinned host arena (frames of
    one shape and colour order side by side), and the used part of the arena goes to the
    device in one ``non_blocking`` copy on the runner's own stream;
-2. :func:`~seg_perception.pipeline.gpu_preprocess.resize_frames` resizes each group on the
+2. :func:`~seg_perception.inference.gpu_preprocess.resize_frames` resizes each group on the
    device into a static uint8 input at the model size;
-3. :class:`~seg_perception.models.SemanticHead` (fp16 when the backend is) runs as a CUDA
+3. :class:`~seg_perception.models.semantic.SemanticHead` (fp16 when the backend is) runs as a CUDA
    graph captured once per (batch size, model size, with_confidence), eager if capture fails;
 4. class ids (and confidence) are copied ``non_blocking`` into pinned host buffers and an
    event recorded after the copies is waited on before numpy reads them.
@@ -31,9 +31,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..image_conversion import ColorOrder, DecodedImage
-from ..pipeline.gpu_preprocess import resize_frames
-from .base import SemanticOutput
+from seg_perception.io.image import ColorOrder, DecodedImage
+from seg_perception.inference.gpu_preprocess import resize_frames
+from seg_perception.inference.base import SemanticOutput
 
 log = logging.getLogger(__name__)
 

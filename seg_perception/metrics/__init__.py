@@ -22,7 +22,7 @@ quirks are listed in :mod:`seg_perception.metrics.cityscapes`.
 
 from __future__ import annotations
 
-from .cityscapes import (
+from seg_perception.metrics.cityscapes import (
     AVG_CLASS_SIZE,
     OVERLAPS,
     InstanceEvaluator,
@@ -37,12 +37,12 @@ from .cityscapes import (
     write_instance_predictions,
     write_panoptic_json,
 )
-from .coco import coco_ground_truth, coco_mask_ap, coco_predictions, write_coco_json
+from seg_perception.metrics.coco import coco_ground_truth, coco_mask_ap, coco_predictions, write_coco_json
 
 
 def __getattr__(name: str):  # lazy, so that ``python -m seg_perception.metrics.run`` runs cleanly
     if name in ("evaluate_paths", "main_eval"):
-        from . import run
+        from seg_perception.metrics import run
 
         return getattr(run, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -13,11 +13,11 @@ from typing import Any
 
 import numpy as np
 
-from .. import bags
-from ..errors import BagError
-from ..image_conversion import decode_image
-from ..labels import load_label_set
-from .stream import FrameJoiner, StreamEvaluator
+from seg_perception.io import bags
+from seg_perception.errors import BagError
+from seg_perception.io.image import decode_image
+from seg_perception.labels import load_label_set
+from seg_perception.metrics.stream import FrameJoiner, StreamEvaluator
 
 GT_TOPICS = {"label_ids": bags.GT_LABEL_IDS, "instance_ids": bags.GT_INSTANCE_IDS, "condition": bags.GT_CONDITION}
 PRED_TOPICS = {

@@ -74,8 +74,8 @@ from typing import Union
 import cv2
 import numpy as np
 
-from ..errors import ConfigError
-from ..labels import Label, LabelSet, load_label_set
+from seg_perception.errors import ConfigError
+from seg_perception.labels import Label, LabelSet, load_label_set
 
 __all__ = [
     "AVG_CLASS_SIZE",

@@ -25,9 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError
-from ..labels import LabelSet
-from .cityscapes import ArrayOrPath, _as_array, _tables, parse_scores
+from seg_perception.errors import ConfigError
+from seg_perception.labels import LabelSet
+from seg_perception.metrics.cityscapes import ArrayOrPath, _as_array, _tables, parse_scores
 
 __all__ = ["coco_ground_truth", "coco_predictions", "coco_mask_ap", "write_coco_json"]
 

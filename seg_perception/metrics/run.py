@@ -1,7 +1,7 @@
 """Evaluate prediction files against Cityscapes-layout ground truth (``seg-perception eval``).
 
 Ground truth (``gt``): every ``<stem>_gtFine_labelIds.png`` found below ``gt`` (normally
-``gt/gtFine/<split>/<city>/``, as written by :func:`seg_perception.synthetic.write_cityscapes`
+``gt/gtFine/<split>/<city>/``, as written by :func:`seg_perception.synthetic.scenes.write_cityscapes`
 or the real dataset), each with its ``<stem>_gtFine_instanceIds.png`` beside it. A stem is
 ``<city>_<sequence>_<frame>``, e.g. ``synth_000000_000004``; stems must be unique.
 
@@ -39,9 +39,9 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from ..errors import ConfigError
-from .cityscapes import InstanceEvaluator, PanopticEvaluator, SemanticEvaluator, parse_scores, read_png
-from .coco import coco_ground_truth, coco_mask_ap, coco_predictions
+from seg_perception.errors import ConfigError
+from seg_perception.metrics.cityscapes import InstanceEvaluator, PanopticEvaluator, SemanticEvaluator, parse_scores, read_png
+from seg_perception.metrics.coco import coco_ground_truth, coco_mask_ap, coco_predictions
 
 __all__ = ["evaluate_paths", "main_eval", "format_report"]
 
@@ -224,9 +224,9 @@ def main_eval(args_pred: str | Path, args_gt: str | Path, args_json: str | Path 
     """CLI entry: evaluate, print the table, write the JSON; 0 on success.
 
     Errors are :class:`~seg_perception.errors.SegPerceptionError` (ConfigError) and are left
-    to the caller's error boundary (``seg_perception.cli.main`` prints them and returns 2).
+    to the caller's error boundary (``seg_perception.apps.cli.main`` prints them and returns 2).
     """
-    from .bags import evaluate_bags, is_bag
+    from seg_perception.metrics.bags import evaluate_bags, is_bag
 
     if is_bag(args_pred) or is_bag(args_gt):
         result = evaluate_bags(args_pred, args_gt)
@@ -242,7 +242,7 @@ def main_eval(args_pred: str | Path, args_gt: str | Path, args_json: str | Path 
 if __name__ == "__main__":  # python -m seg_perception.metrics.run --pred P --gt G [--json J]
     import argparse
 
-    from ..errors import SegPerceptionError
+    from seg_perception.errors import SegPerceptionError
 
     ap = argparse.ArgumentParser(prog="python -m seg_perception.metrics.run", description=__doc__.splitlines()[0])
     ap.add_argument("--pred", required=True)

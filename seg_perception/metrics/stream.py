@@ -12,10 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from ..evaluation import confusion_matrix, summarize
-from ..labels import LabelSet
-from .cityscapes import InstanceEvaluator, PanopticEvaluator, SemanticEvaluator
-from .coco import coco_ground_truth, coco_mask_ap, coco_predictions
+from seg_perception.evaluation import confusion_matrix, summarize
+from seg_perception.labels import LabelSet
+from seg_perception.metrics.cityscapes import InstanceEvaluator, PanopticEvaluator, SemanticEvaluator
+from seg_perception.metrics.coco import coco_ground_truth, coco_mask_ap, coco_predictions
 
 
 class StreamEvaluator:

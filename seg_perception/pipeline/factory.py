@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from ..config import InstanceModelConfig, SemanticModelConfig
-from ..errors import BackendError
-from ..inference.registry import resolve_device
-from .instance import InstanceSegmenter
-from .semantic import SemanticSegmenter
+from seg_perception.config.records import InstanceModelConfig, SemanticModelConfig
+from seg_perception.errors import BackendError
+from seg_perception.inference.registry import resolve_device
+from seg_perception.pipeline.instance import InstanceSegmenter
+from seg_perception.pipeline.semantic import SemanticSegmenter
 
 
 def semantic_from_config(config: SemanticModelConfig) -> SemanticSegmenter:
@@ -17,7 +17,7 @@ def instance_from_config(config: InstanceModelConfig) -> InstanceSegmenter:
     """The instance core on the configured backend: ``torch`` (eager), ``onnxruntime`` (the
     split graphs under the engines folder, exported there when missing) or ``auto``
     (onnxruntime where matching split graphs exist, else torch)."""
-    from ..instance_models import load_coco_mapping
+    from seg_perception.models.instance import load_coco_mapping
 
     device = resolve_device(config.device)
     if config.precision != "fp32" and config.backend != "onnxruntime":
@@ -41,8 +41,8 @@ def instance_from_config(config: InstanceModelConfig) -> InstanceSegmenter:
     if config.backend == "torch" or (config.backend == "auto" and device != "cpu"):
         return InstanceSegmenter.build(config.model, config.labels, config.checkpoint or None, size, **kwargs)
 
-    from ..inference.instance_backend import create_instance_backend
-    from ..inference.instance_export import instance_artifact_paths
+    from seg_perception.inference.instance_backend import create_instance_backend
+    from seg_perception.export.instance import instance_artifact_paths
 
     engines_dir = config.engines_dir  # resolved against the share directory by the config
     paths = {part: onnx for part, (onnx, _) in instance_artifact_paths(engines_dir, config.model, size,

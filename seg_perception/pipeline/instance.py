@@ -38,11 +38,11 @@ from torch.nn import functional as F  # noqa: N812 - torch convention
 from torchvision.models.detection.roi_heads import expand_boxes, expand_masks
 from torchvision.models.detection.transform import resize_boxes
 
-from ..errors import BackendError, ConfigError
-from ..image_conversion import DecodedImage, to_rgb
-from ..instance_models import build_instance_model, instance_class_names
-from ..labels import Label, LabelSet, load_label_set
-from .preprocess import resize_batch
+from seg_perception.errors import BackendError, ConfigError
+from seg_perception.io.image import DecodedImage, to_rgb
+from seg_perception.models.instance import build_instance_model, instance_class_names
+from seg_perception.labels import Label, LabelSet, load_label_set
+from seg_perception.pipeline.preprocess import resize_batch
 
 log = logging.getLogger(__name__)
 

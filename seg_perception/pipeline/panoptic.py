@@ -33,8 +33,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..labels import LabelSet
-from .instance import UINT16_MAX, InstanceResult
+from seg_perception.labels import LabelSet
+from seg_perception.pipeline.instance import UINT16_MAX, InstanceResult
 
 
 def fuse_panoptic(

@@ -11,15 +11,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..config import InstanceModelConfig, SemanticModelConfig, section
-from ..errors import ConfigError
-from ..image_conversion import DecodedImage, to_rgb
-from ..labels import LabelSet
-from .factory import instance_from_config
-from .instance import InstanceResult, InstanceSegmenter, draw_instance_overlay
-from .panoptic import fuse_panoptic
-from .postprocess import blend_overlay
-from .semantic import SemanticResult, SemanticSegmenter
+from seg_perception.config.records import InstanceModelConfig, SemanticModelConfig, section
+from seg_perception.errors import ConfigError
+from seg_perception.io.image import DecodedImage, to_rgb
+from seg_perception.labels import LabelSet
+from seg_perception.pipeline.factory import instance_from_config
+from seg_perception.pipeline.instance import InstanceResult, InstanceSegmenter, draw_instance_overlay
+from seg_perception.pipeline.panoptic import fuse_panoptic
+from seg_perception.pipeline.postprocess import blend_overlay
+from seg_perception.pipeline.semantic import SemanticResult, SemanticSegmenter
 
 MODELS = ("semantic", "instance")
 

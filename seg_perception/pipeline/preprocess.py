@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from ..image_conversion import ColorOrder, DecodedImage
+from seg_perception.io.image import ColorOrder, DecodedImage
 
 _TO_RGB = {ColorOrder.BGR: cv2.COLOR_BGR2RGB, ColorOrder.MONO: cv2.COLOR_GRAY2RGB}
 

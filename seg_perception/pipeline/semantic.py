@@ -10,17 +10,17 @@ from typing import Any
 
 import numpy as np
 
-from ..config import SemanticModelConfig
-from ..image_conversion import DecodedImage, to_rgb
-from ..inference import SemanticBackend, create_semantic_backend
-from ..inference.base import FullFrameBackend
-from ..inference.engine_build import artifact_paths
-from ..inference.engine_policy import BackgroundEngineBuild, BuildJob, EnginePlan, plan_engine, switch_decision
-from ..inference.registry import SemanticArtifacts, resolve_device
-from ..labels import LabelSet, load_label_set
-from ..models import build_semantic_model
-from .postprocess import blend_overlay, message_buffer, upsample_nearest
-from .preprocess import resize_batch
+from seg_perception.config.records import SemanticModelConfig
+from seg_perception.io.image import DecodedImage, to_rgb
+from seg_perception.inference import SemanticBackend, create_semantic_backend
+from seg_perception.inference.base import FullFrameBackend
+from seg_perception.export.engine_build import artifact_paths
+from seg_perception.inference.engine_policy import BackgroundEngineBuild, BuildJob, EnginePlan, plan_engine, switch_decision
+from seg_perception.inference.registry import SemanticArtifacts, resolve_device
+from seg_perception.labels import LabelSet, load_label_set
+from seg_perception.models.semantic import build_semantic_model
+from seg_perception.pipeline.postprocess import blend_overlay, message_buffer, upsample_nearest
+from seg_perception.pipeline.preprocess import resize_batch
 
 log = logging.getLogger(__name__)
 
@@ -196,7 +196,7 @@ class SemanticSegmenter:
 def open_engine_backend(config: SemanticModelConfig, plan: EnginePlan) -> SemanticBackend:
     """The TensorRT backend on the built engine, run once on a blank batch, so a broken
     engine is found here, off the serving thread, and never switched to."""
-    from ..inference.tensorrt_backend import TensorRTSemanticBackend
+    from seg_perception.inference.tensorrt_backend import TensorRTSemanticBackend
 
     backend = TensorRTSemanticBackend(plan.engine, resolve_device(config.device), config.precision,
                                       onnx_path=plan.onnx)

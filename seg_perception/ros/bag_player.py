@@ -24,11 +24,11 @@ from builtin_interfaces.msg import Time
 from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
 
-from .. import bags
-from ..errors import BagError, ConfigError, SegPerceptionError
-from .parameters import declare_from_defaults
-from .qos import qos_profile
-from .runner import run_node
+from seg_perception.io import bags
+from seg_perception.errors import BagError, ConfigError, SegPerceptionError
+from seg_perception.ros.parameters import declare_from_defaults
+from seg_perception.ros.qos import qos_profile
+from seg_perception.ros.runner import run_node
 
 DEFAULTS: dict[str, Any] = {
     "bag": "",

@@ -19,12 +19,12 @@ from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rosbags.rosbag2 import Writer
 
-from .. import bags
-from ..errors import BagError, ConfigError
-from .bag_player import message_class
-from .parameters import declare_from_defaults
-from .qos import qos_profile
-from .runner import run_node
+from seg_perception.io import bags
+from seg_perception.errors import BagError, ConfigError
+from seg_perception.ros.bag_player import message_class
+from seg_perception.ros.parameters import declare_from_defaults
+from seg_perception.ros.qos import qos_profile
+from seg_perception.ros.runner import run_node
 
 DEFAULTS: dict[str, Any] = {
     "bag": "",

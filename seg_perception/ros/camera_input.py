@@ -26,10 +26,10 @@ from rclpy.qos import qos_policy_name_from_kind
 from rclpy.subscription import Subscription
 from sensor_msgs.msg import CompressedImage, Image
 
-from ..bags import COMPRESSED, IMAGE
-from ..config import NodeIOConfig
-from .input_health import InputState, TopicState, Window
-from .qos import AUTO, Offer, describe_offers, matching_reliability, offers_of, qos_profile
+from seg_perception.io.bags import COMPRESSED, IMAGE
+from seg_perception.config.records import NodeIOConfig
+from seg_perception.ros.input_health import InputState, TopicState, Window
+from seg_perception.ros.qos import AUTO, Offer, describe_offers, matching_reliability, offers_of, qos_profile
 
 try:  # Iron and later
     from rclpy.event_handler import SubscriptionEventCallbacks

@@ -8,7 +8,7 @@ from typing import Any
 
 from std_msgs.msg import Header
 
-from ..pipeline.instance import InstanceRecord
+from seg_perception.pipeline.instance import InstanceRecord
 
 try:
     from vision_msgs.msg import BoundingBox2D, Detection2D, Detection2DArray, ObjectHypothesisWithPose

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .qos import BEST_EFFORT, RELIABLE, Offer, describe_offers
+from seg_perception.ros.qos import BEST_EFFORT, RELIABLE, Offer, describe_offers
 
 OK_LEVEL, WARN_LEVEL = "ok", "warn"
 # Receive buffer the node asks Fast DDS for (config/fastdds_large_images.xml); the kernel caps

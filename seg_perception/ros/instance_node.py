@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ..config import InstanceModelConfig
-from ..pipeline.factory import instance_from_config
-from ..pipeline.instance import InstanceSegmenter
-from .node_base import InputFrame, SegmentationNodeBase, describe_instance
-from .outputs import InstanceOutputs
-from .runner import run_node
+from seg_perception.config.records import InstanceModelConfig
+from seg_perception.pipeline.factory import instance_from_config
+from seg_perception.pipeline.instance import InstanceSegmenter
+from seg_perception.ros.node_base import InputFrame, SegmentationNodeBase, describe_instance
+from seg_perception.ros.outputs import InstanceOutputs
+from seg_perception.ros.runner import run_node
 
 
 class InstanceSegmentationNode(SegmentationNodeBase):

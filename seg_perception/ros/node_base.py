@@ -32,21 +32,21 @@ from rclpy.publisher import Publisher
 from rclpy.timer import Timer
 from std_msgs.msg import Header
 
-from ..config import InstanceModelConfig, NodeIOConfig, node_defaults
-from ..errors import ConfigError, ImageError, SegPerceptionError
-from ..frame_buffer import CameraCounters, LatestFrameBuffer
-from ..bags import decode_frame
-from ..image_conversion import DecodedImage
-from ..inference.onnx_export import cpu_threads, set_cpu_threads
-from ..inference.registry import resolve_device
-from ..pipeline.semantic import SemanticSegmenter
-from ..stats import RollingStats
-from .camera_input import CameraInput
-from .diagnostics import OK, WARN, diagnostic_status
-from .input_health import WARN_LEVEL, Verdict, diagnose
-from .parameters import declare_from_defaults
-from .qos import describe_offers, qos_profile
-from .transport import large_image_profile_active, receive_buffer_limit, receive_buffer_warning
+from seg_perception.config.records import InstanceModelConfig, NodeIOConfig, node_defaults
+from seg_perception.errors import ConfigError, ImageError, SegPerceptionError
+from seg_perception.ros.frame_buffer import CameraCounters, LatestFrameBuffer
+from seg_perception.io.bags import decode_frame
+from seg_perception.io.image import DecodedImage
+from seg_perception.export.onnx import cpu_threads, set_cpu_threads
+from seg_perception.inference.registry import resolve_device
+from seg_perception.pipeline.semantic import SemanticSegmenter
+from seg_perception.metrics.latency import RollingStats
+from seg_perception.ros.camera_input import CameraInput
+from seg_perception.ros.diagnostics import OK, WARN, diagnostic_status
+from seg_perception.ros.input_health import WARN_LEVEL, Verdict, diagnose
+from seg_perception.ros.parameters import declare_from_defaults
+from seg_perception.ros.qos import describe_offers, qos_profile
+from seg_perception.ros.transport import large_image_profile_active, receive_buffer_limit, receive_buffer_warning
 
 DEFAULT_CAMERA = ""  # `cameras: []`: one camera, topics directly under the node's namespace
 WARN_THROTTLE_S = 5.0

@@ -8,15 +8,15 @@ from typing import TYPE_CHECKING
 from rclpy.publisher import Publisher
 from sensor_msgs.msg import Image
 
-from ..image_conversion import to_rgb
-from ..pipeline.instance import InstanceResult, InstanceSegmenter
-from ..pipeline.perception import FrameResult, PerceptionCore
-from ..pipeline.semantic import SemanticResult, SemanticSegmenter
-from .detections import DETECTIONS_AVAILABLE, detections_msg
-from .messages import image_msg
+from seg_perception.io.image import to_rgb
+from seg_perception.pipeline.instance import InstanceResult, InstanceSegmenter
+from seg_perception.pipeline.perception import FrameResult, PerceptionCore
+from seg_perception.pipeline.semantic import SemanticResult, SemanticSegmenter
+from seg_perception.ros.detections import DETECTIONS_AVAILABLE, detections_msg
+from seg_perception.ros.messages import image_msg
 
 if TYPE_CHECKING:
-    from .node_base import InputFrame, SegmentationNodeBase
+    from seg_perception.ros.node_base import InputFrame, SegmentationNodeBase
 
 
 class SemanticOutputs:

@@ -9,7 +9,7 @@ from rclpy.exceptions import ParameterException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
-from ..errors import ConfigError
+from seg_perception.errors import ConfigError
 
 
 def declare_from_defaults(node: Node, defaults: dict[str, Any]) -> dict[str, Any]:

@@ -6,11 +6,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ..config import InstanceModelConfig, section
-from ..pipeline.perception import PerceptionCore
-from .node_base import InputFrame, SegmentationNodeBase, describe_instance, describe_semantic
-from .outputs import PerceptionOutputs
-from .runner import run_node
+from seg_perception.config.records import InstanceModelConfig, section
+from seg_perception.pipeline.perception import PerceptionCore
+from seg_perception.ros.node_base import InputFrame, SegmentationNodeBase, describe_instance, describe_semantic
+from seg_perception.ros.outputs import PerceptionOutputs
+from seg_perception.ros.runner import run_node
 
 
 class PerceptionNode(SegmentationNodeBase):

@@ -19,8 +19,8 @@ from collections.abc import Callable
 import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
-from ..errors import SegPerceptionError
-from .transport import use_large_image_profile
+from seg_perception.errors import SegPerceptionError
+from seg_perception.ros.transport import use_large_image_profile
 
 
 def run_node(factory: Callable[[], "rclpy.node.Node"], args: list[str] | None = None,

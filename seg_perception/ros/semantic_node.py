@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ..config import SemanticModelConfig
-from ..pipeline.semantic import SemanticSegmenter
-from .node_base import InputFrame, SegmentationNodeBase, describe_semantic
-from .outputs import SemanticOutputs
-from .runner import run_node
+from seg_perception.config.records import SemanticModelConfig
+from seg_perception.pipeline.semantic import SemanticSegmenter
+from seg_perception.ros.node_base import InputFrame, SegmentationNodeBase, describe_semantic
+from seg_perception.ros.outputs import SemanticOutputs
+from seg_perception.ros.runner import run_node
 
 
 class SemanticSegmentationNode(SegmentationNodeBase):

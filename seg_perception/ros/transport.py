@@ -16,8 +16,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..resources import config_path
-from .input_health import WANTED_RECEIVE_BUFFER
+from seg_perception.resources import config_path
+from seg_perception.ros.input_health import WANTED_RECEIVE_BUFFER
 
 PROFILE_VARS = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")
 PROFILE_NAME = "fastdds_large_images.xml"

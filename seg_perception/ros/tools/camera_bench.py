@@ -28,13 +28,13 @@ import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
 from sensor_msgs.msg import Image
 
-from ...bench import _summary, camera_message, machine, run_cases, semantic_case, write_report
-from ...config import SemanticModelConfig, node_defaults
-from ...pipeline.semantic import SemanticSegmenter
-from ...resources import config_path, resolve
-from ..harness import GraphClient, NodeProcess, node_command, node_env
-from ..transport import receive_buffer_limit
-from . import stock_camera, tutorial_node
+from seg_perception.apps.bench import _summary, camera_message, machine, run_cases, semantic_case, write_report
+from seg_perception.config.records import SemanticModelConfig, node_defaults
+from seg_perception.pipeline.semantic import SemanticSegmenter
+from seg_perception.resources import config_path, resolve
+from seg_perception.ros.tools.harness import GraphClient, NodeProcess, node_command, node_env
+from seg_perception.ros.transport import receive_buffer_limit
+from seg_perception.ros.tools import stock_camera, tutorial_node
 
 SEMANTIC_NODE = "seg_perception.ros.semantic_node"
 CAMERA_QOS = {"default": "default", "sensor_data": "sensor_data", "tuned": "default"}

@@ -1,0 +1,323 @@
+"""Offline replay (``seg-perception replay``): every camera frame of a rosbag2 (sqlite3 or mcap)
+through the same core as the nodes, the outputs written to a new bag stamped like their
+inputs, and a report (JSON + Markdown) with per-frame latency and, when the bag carries
+ground truth (``<camera>/gt/...``, as generated drives do), the evaluation metrics.
+
+Deterministic: frames are processed in bag order, none is skipped; with several cameras one
+frame of each goes through the models as one batch, as in the nodes. Faults keep what was
+done: the output bag is closed properly on a read fault, a bad frame (counted and skipped)
+or Ctrl-C, and the report says why it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rosbags.rosbag2 import Writer
+
+from seg_perception.io import bags
+from seg_perception.io.bags import DETECTIONS, IMAGE, STORAGES, TYPESTORE
+from seg_perception.errors import BagError, ImageError
+from seg_perception.io.image import DecodedImage
+from seg_perception.metrics.bags import add_ground_truth, ground_truth_connections
+from seg_perception.metrics.run import format_report, jsonable
+from seg_perception.metrics.stream import FrameJoiner, StreamEvaluator
+from seg_perception.pipeline.perception import MODELS, FrameResult, PerceptionCore
+from seg_perception.metrics.latency import percentiles_ms
+
+log = logging.getLogger(__name__)
+
+# Output topics under each camera namespace (the node contract, DESIGN.md).
+CLASS_MAP = "semantic/class_map"
+CONFIDENCE = "semantic/confidence"
+INSTANCE_MAP = "instance/instance_map"
+DETECTIONS_TOPIC = "instance/detections"
+PANOPTIC_MAP = "panoptic/panoptic_map"
+OVERLAYS = {"semantic": "semantic/overlay", "instance": "instance/overlay", "panoptic": "panoptic/overlay"}
+
+
+@dataclass(frozen=True)
+class ReplayOptions:
+    topics: tuple[str, ...] = ()  # camera topics; empty: the bag's one camera topic
+    models: tuple[str, ...] = MODELS
+    overlays: bool = False
+    confidence: bool = False
+    copy_input: bool = False  # also write the camera frames into the output bag
+    storage: str = ""  # "" = the input bag's storage
+    overlay_alpha: float = 0.5
+    limit: int = 0  # stop after this many frames (0: all)
+    progress: bool = True
+
+
+@dataclass
+class ReplayReport:
+    input_bag: str
+    output_bag: str
+    topics: list[str]
+    models: list[str]
+    frames: int = 0
+    bad_frames: int = 0
+    latencies_ms: list[float] = field(default_factory=list)
+    wall_s: float = 0.0
+    stopped: str = "completed"  # completed | interrupted | bag fault: ... | limit
+    first_bad: str = ""
+    metrics: dict[str, Any] | None = None
+    unpaired_frames: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        lat = self.latencies_ms
+        return {
+            "input_bag": self.input_bag, "output_bag": self.output_bag, "topics": self.topics, "models": self.models,
+            "frames": self.frames, "bad_frames": self.bad_frames, "first_bad_frame": self.first_bad or None,
+            "stopped": self.stopped, "wall_s": round(self.wall_s, 3),
+            "frames_per_s": round(self.frames / self.wall_s, 3) if self.wall_s > 0 else None,
+            "latency_ms": {**percentiles_ms(np.asarray(lat) / 1e3),
+                           "mean": float(np.mean(lat)) if lat else math.nan, "max": max(lat, default=math.nan)},
+            "metrics": self.metrics, "unpaired_frames": self.unpaired_frames, "notes": self.notes,
+        }
+
+
+@dataclass
+class _Camera:
+    """One replayed camera: its output connections in the writer."""
+
+    namespace: str
+    outputs: dict[str, Any]
+
+
+def replay_bag(in_bag: str | Path, out_bag: str | Path, params: Mapping[str, Any],
+               options: ReplayOptions = ReplayOptions(), report_path: str | Path | None = None) -> ReplayReport:
+    """Replay ``in_bag`` into ``out_bag`` (must not exist); write the report beside it
+    (``<out_bag>.report.json`` / ``.md``, or ``report_path``). Returns the report; a fault
+    after the first frame is recorded in it rather than raised, so nothing is lost."""
+    out_bag = Path(out_bag)
+    if out_bag.exists():
+        raise BagError(f"output bag {out_bag} already exists; remove it or choose another --out")
+    reader = bags.open_bag(in_bag)
+    try:
+        cameras = bags.camera_connections(reader, options.topics)
+        core = PerceptionCore.from_params(params, options.models)
+        report = ReplayReport(str(in_bag), str(out_bag), [c.topic for c in cameras], list(core.models))
+        report.notes += _untrained_notes(params, core.models)
+        storage = options.storage or _storage_of(reader)
+        if storage not in STORAGES:
+            raise BagError(f"storage must be one of {sorted(STORAGES)}, got {storage!r}")
+        writer = Writer(out_bag, version=8, storage_plugin=STORAGES[storage])
+        writer.open()
+        try:
+            _run(reader, writer, cameras, core, options, report)
+        except KeyboardInterrupt:
+            report.stopped = "interrupted"
+        finally:
+            # close(), not the context manager: that aborts on an exception and leaves no metadata.
+            writer.close()
+    finally:
+        reader.close()
+    _write_report(report, report_paths(out_bag, report_path))
+    if report.stopped == "interrupted":
+        raise KeyboardInterrupt
+    return report
+
+
+def _run(reader: Any, writer: Writer, cameras: list, core: PerceptionCore, options: ReplayOptions,
+         report: ReplayReport) -> None:
+    started = time.monotonic()
+    outs = {c.id: _Camera(bags.camera_namespace(c.topic), _add_outputs(writer, c, core, options)) for c in cameras}
+    gt_conns = ground_truth_connections(reader.connections, {cam.namespace for cam in outs.values()})
+    evaluator = StreamEvaluator(core.labels) if gt_conns else None
+    expected = _expected_kinds(core)
+    joiner = FrameJoiner(evaluator, expected, {ns for (ns, kind) in gt_conns.values() if kind == "condition"}) \
+        if evaluator else None
+    total = sum(c.msgcount for c in cameras)
+    if options.limit:
+        total = min(total, options.limit)
+    progress = _progress(total, options.progress)
+    batch: list[tuple[Any, int, Any, DecodedImage]] = []
+    try:
+        gt_connections = [c for c in reader.connections if c.id in gt_conns]
+        for conn, logtime, raw in bags.read_messages(reader, [*cameras, *gt_connections]):
+            if conn.id in gt_conns:
+                if joiner is not None:
+                    add_ground_truth(joiner, gt_conns[conn.id], conn.msgtype, logtime, raw)
+                continue
+            if any(c.id == conn.id for c, *_ in batch) or len(batch) == len(cameras):
+                _process(batch, outs, core, writer, options, report, joiner, progress)
+                batch = []
+            if options.limit and report.frames + report.bad_frames + len(batch) >= options.limit:
+                report.stopped = "limit"
+                break
+            frame = _decode(conn, raw, report)
+            if frame is not None:
+                batch.append((conn, logtime, *frame))
+            else:
+                progress.update(1)
+            if options.copy_input:
+                writer.write(outs[conn.id].outputs["input"], logtime, raw)
+        _process(batch, outs, core, writer, options, report, joiner, progress)
+    except BagError as err:
+        _process(batch, outs, core, writer, options, report, joiner, progress)  # keep what was read
+        report.stopped = f"bag fault: {err}"
+        log.error("%s; %d frames processed before the fault are in %s", err, report.frames, report.output_bag)
+    finally:
+        progress.close()
+        report.wall_s = time.monotonic() - started
+        if joiner is not None:
+            report.unpaired_frames = joiner.finish()
+            if joiner.matched:
+                report.metrics = {**evaluator.result(), "pred": report.output_bag,  # type: ignore[union-attr]
+                                  "gt": report.input_bag}
+
+
+def _decode(conn: Any, raw: bytes, report: ReplayReport) -> tuple[Any, DecodedImage] | None:
+    """(message, decoded frame), or None for a bad frame (counted; the first one is named)."""
+    try:
+        msg, image = bags.decode_frame(raw, conn.msgtype)
+    except ImageError as err:
+        report.bad_frames += 1
+        where = f"{conn.topic} message {report.frames + report.bad_frames}"
+        if not report.first_bad:
+            report.first_bad = f"{where}: {err}"
+        log.warning("skipping bad frame %s: %s", where, err)
+        return None
+    return msg, image
+
+
+def _process(batch: list, outs: Mapping[int, _Camera], core: PerceptionCore, writer: Writer,
+             options: ReplayOptions, report: ReplayReport, joiner: FrameJoiner | None, progress: Any) -> None:
+    if not batch:
+        return
+    started = time.perf_counter()
+    results = core.run([image for *_, image in batch], with_confidence=options.confidence)
+    for (conn, logtime, msg, image), result in zip(batch, results):
+        cam = outs[conn.id]
+        _write_outputs(writer, cam, logtime, msg.header, image, result, core, options)
+        if joiner is not None:
+            _add_predictions(joiner, cam.namespace, bags.stamp_ns(msg.header), result)
+    per_frame_ms = (time.perf_counter() - started) * 1e3 / len(batch)
+    report.latencies_ms += [per_frame_ms] * len(batch)
+    report.frames += len(batch)
+    progress.update(len(batch))
+
+
+def _add_outputs(writer: Writer, conn: Any, core: PerceptionCore, options: ReplayOptions) -> dict[str, Any]:
+    ns = bags.camera_namespace(conn.topic)
+    topics: dict[str, tuple[str, str]] = {}
+    if core.semantic is not None:
+        topics[CLASS_MAP] = (CLASS_MAP, IMAGE)
+        if options.confidence:
+            topics[CONFIDENCE] = (CONFIDENCE, IMAGE)
+    if core.instance is not None:
+        topics[INSTANCE_MAP] = (INSTANCE_MAP, IMAGE)
+        topics[DETECTIONS_TOPIC] = (DETECTIONS_TOPIC, DETECTIONS)
+    if core.semantic is not None and core.instance is not None:
+        topics[PANOPTIC_MAP] = (PANOPTIC_MAP, IMAGE)
+    if options.overlays:
+        for model, topic in OVERLAYS.items():
+            if model in core.models or (model == "panoptic" and PANOPTIC_MAP in topics):
+                topics[topic] = (topic, IMAGE)
+    out = {key: writer.add_connection(f"{ns}/{rel}", msgtype, typestore=TYPESTORE) for key, (rel, msgtype) in topics.items()}
+    if options.copy_input:
+        out["input"] = writer.add_connection(conn.topic, conn.msgtype, typestore=TYPESTORE)
+    return out
+
+
+def _write_outputs(writer: Writer, cam: _Camera, logtime: int, header: Any, image: DecodedImage,
+                   result: FrameResult, core: PerceptionCore, options: ReplayOptions) -> None:
+    def put(key: str, msg: Any, msgtype: str = IMAGE) -> None:
+        writer.write(cam.outputs[key], logtime, bags.serialize(msg, msgtype))
+
+    def img(pixels: np.ndarray, encoding: str) -> Any:
+        return bags.image_message(pixels, encoding, 0, "", msg_header=header)
+
+    if result.semantic is not None:
+        put(CLASS_MAP, img(result.semantic.class_map, "mono8"))
+        if result.semantic.confidence is not None and CONFIDENCE in cam.outputs:
+            put(CONFIDENCE, img(result.semantic.confidence, "mono8"))
+    if result.instance is not None:
+        put(INSTANCE_MAP, img(result.instance.instance_map, "mono16"))
+        put(DETECTIONS_TOPIC, bags.detections_message(header, result.instance.instances), DETECTIONS)
+    if result.panoptic is not None:
+        put(PANOPTIC_MAP, img(result.panoptic, "mono16"))
+    if options.overlays:
+        for model, overlay in core.overlays(image, result, options.overlay_alpha).items():
+            put(OVERLAYS[model], img(overlay, "rgb8"))
+
+
+def _expected_kinds(core: PerceptionCore) -> tuple[str, ...]:
+    kinds = []
+    if core.semantic is not None:
+        kinds.append("class_map")
+    if core.instance is not None:
+        kinds += ["instance_map", "scores"]
+    if core.semantic is not None and core.instance is not None:
+        kinds.append("panoptic")
+    return tuple(kinds)
+
+
+def _add_predictions(joiner: FrameJoiner, namespace: str, stamp: int, result: FrameResult) -> None:
+    if result.semantic is not None:
+        joiner.add(namespace, stamp, "class_map", result.semantic.class_map)
+    if result.instance is not None:
+        joiner.add(namespace, stamp, "instance_map", result.instance.instance_map)
+        joiner.add(namespace, stamp, "scores", {r.value: r.score for r in result.instance.instances})
+    if result.panoptic is not None:
+        joiner.add(namespace, stamp, "panoptic", result.panoptic)
+
+
+def _storage_of(reader: Any) -> str:
+    ident = str(getattr(reader, "metadata", {}).get("storage_identifier", "sqlite3"))
+    return ident if ident in STORAGES else "sqlite3"
+
+
+def _untrained_notes(params: Mapping[str, Any], models: Sequence[str]) -> list[str]:
+    return [f"{m} model has no checkpoint: UNTRAINED weights, its outputs and metrics are meaningless"
+            for m in models if not params.get(f"{m}.checkpoint")]
+
+
+def _progress(total: int, enabled: bool) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="frame", desc="replay", file=sys.stderr, disable=not enabled, dynamic_ncols=True)
+
+
+def report_paths(out_bag: str | Path, report: str | Path | None = None) -> tuple[Path, Path]:
+    """(JSON, Markdown) report paths: ``<report>.json/.md``, default ``<out_bag>.report.*``."""
+    stem = str(report) if report else str(Path(out_bag)) + ".report"
+    return Path(stem + ".json"), Path(stem + ".md")
+
+
+def _write_report(report: ReplayReport, paths: tuple[Path, Path]) -> None:
+    data = report.to_dict()
+    paths[0].parent.mkdir(parents=True, exist_ok=True)
+    paths[0].write_text(json.dumps(jsonable(data), indent=1) + "\n")
+    paths[1].write_text(report_markdown(data))
+
+
+def report_markdown(data: Mapping[str, Any]) -> str:
+    lat = data["latency_ms"]
+    lines = [
+        "# seg_perception replay report", "",
+        f"- input: `{data['input_bag']}` topics {', '.join(f'`{t}`' for t in data['topics'])}",
+        f"- output: `{data['output_bag']}`; models: {', '.join(data['models'])}",
+        f"- frames processed: {data['frames']}, bad frames skipped: {data['bad_frames']}; stopped: {data['stopped']}",
+        f"- wall time {data['wall_s']:.1f} s ({data['frames_per_s'] or 0:.2f} frames/s)",
+        f"- per-frame latency (decode + models + post-processing + encode) ms: p50 {lat['p50']:.1f}, "
+        f"p95 {lat['p95']:.1f}, p99 {lat['p99']:.1f}, max {lat['max']:.1f}",
+        *[f"- NOTE: {n}" for n in data["notes"]],
+    ]
+    if data.get("first_bad_frame"):
+        lines.append(f"- first bad frame: {data['first_bad_frame']}")
+    metrics = data.get("metrics")
+    if metrics:
+        lines += ["", "## Metrics against the bag's ground truth", "", "```", format_report(metrics), "```"]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,240 @@
+"""rosbag2 files (sqlite3 and mcap) read and written with `rosbags` (no rosbag2 on PyPI).
+
+Messages are built and (de)serialised with rosbags' own typestore (ROS 2 Humble definitions,
+identical for the types used here across Humble, Jazzy and Kilted), so bags written here play
+in ``ros2 bag play`` and bags recorded on a vehicle read here.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from rosbags.rosbag2 import Reader, ReaderError, StoragePlugin, Writer
+from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+
+from seg_perception.errors import BagError, ImageError
+from seg_perception.io.image import (DecodedImage, decode_compressed, decode_image, encode_compressed,
+                               encode_image)
+
+if TYPE_CHECKING:
+    from rosbags.interfaces import Connection
+
+    from seg_perception.synthetic.scenes import SyntheticFrame
+
+TYPESTORE = get_typestore(Stores.ROS2_HUMBLE)
+IMAGE = "sensor_msgs/msg/Image"
+COMPRESSED = "sensor_msgs/msg/CompressedImage"
+STRING = "std_msgs/msg/String"
+CLOCK = "rosgraph_msgs/msg/Clock"
+DETECTIONS = "vision_msgs/msg/Detection2DArray"
+IMAGE_TYPES = (IMAGE, COMPRESSED)
+STORAGES = {"sqlite3": StoragePlugin.SQLITE3, "mcap": StoragePlugin.MCAP}
+
+# vision_msgs (>= 4.0, Humble and later) is not in rosbags' typestores; its definitions are
+# registered here so output bags carry instance/detections exactly as the nodes publish them.
+_VISION_MSGS = {
+    "vision_msgs/msg/Point2D": "float64 x\nfloat64 y",
+    "vision_msgs/msg/Pose2D": "vision_msgs/Point2D position\nfloat64 theta",
+    "vision_msgs/msg/BoundingBox2D": "vision_msgs/Pose2D center\nfloat64 size_x\nfloat64 size_y",
+    "vision_msgs/msg/ObjectHypothesis": "string class_id\nfloat64 score",
+    "vision_msgs/msg/ObjectHypothesisWithPose": "vision_msgs/ObjectHypothesis hypothesis\n"
+                                                "geometry_msgs/PoseWithCovariance pose",
+    "vision_msgs/msg/Detection2D": "std_msgs/Header header\nvision_msgs/ObjectHypothesisWithPose[] results\n"
+                                   "vision_msgs/BoundingBox2D bbox\nstring id",
+    "vision_msgs/msg/Detection2DArray": "std_msgs/Header header\nvision_msgs/Detection2D[] detections",
+}
+for _name, _text in _VISION_MSGS.items():
+    TYPESTORE.register(get_types_from_msg(_text, _name))
+
+# Ground-truth topics of generated drives, under the camera namespace.
+GT_LABEL_IDS = "gt/label_ids"  # mono8, Cityscapes label ids
+GT_INSTANCE_IDS = "gt/instance_ids"  # mono16, Cityscapes instanceIds encoding
+GT_CONDITION = "gt/condition"  # std_msgs/String: day, night, fog, ...
+
+
+def header(stamp_ns: int, frame_id: str) -> Any:
+    types = TYPESTORE.types
+    return types["std_msgs/msg/Header"](
+        stamp=types["builtin_interfaces/msg/Time"](sec=stamp_ns // 1_000_000_000, nanosec=stamp_ns % 1_000_000_000),
+        frame_id=frame_id,
+    )
+
+
+def stamp_ns(msg_header: Any) -> int:
+    """Nanoseconds of a header's stamp (rosbags or rclpy message alike)."""
+    return int(msg_header.stamp.sec) * 1_000_000_000 + int(msg_header.stamp.nanosec)
+
+
+def image_message(pixels: np.ndarray, encoding: str, stamp_ns: int, frame_id: str, *, msg_header: Any = None) -> Any:
+    """A rosbags Image; ``msg_header`` (copied as is) takes precedence over stamp/frame_id."""
+    height, width, step, data = encode_image(pixels, encoding)
+    return TYPESTORE.types[IMAGE](
+        header=msg_header if msg_header is not None else header(stamp_ns, frame_id), height=height, width=width,
+        encoding=encoding, is_bigendian=0, step=step, data=np.frombuffer(data, np.uint8),
+    )
+
+
+def compressed_message(rgb: np.ndarray, fmt: str, stamp_ns: int, frame_id: str) -> Any:
+    fmt_string, payload = encode_compressed(rgb, fmt)
+    return TYPESTORE.types[COMPRESSED](
+        header=header(stamp_ns, frame_id), format=fmt_string, data=np.frombuffer(payload, np.uint8)
+    )
+
+
+def write_drive_bag(
+    path: str | Path,
+    frames: Iterable[SyntheticFrame],
+    fps: float = 10.0,
+    storage: str = "sqlite3",
+    camera: str = "/camera",
+    compressed: str = "",
+    frame_id: str = "camera_front",
+    start_ns: int = 1_700_000_000_000_000_000,
+) -> Path:
+    """Write a generated drive: ``<camera>/image_raw`` (rgb8, or ``image_raw/compressed``
+    when ``compressed`` is "jpeg"/"png") plus ground-truth topics, stamped at ``fps``."""
+    path = Path(path)
+    if storage not in STORAGES:
+        raise ValueError(f"storage must be one of {sorted(STORAGES)}, got {storage!r}")
+    conditions: list[str] = []
+    with Writer(path, version=8, storage_plugin=STORAGES[storage]) as writer:
+        if compressed:
+            cam = writer.add_connection(f"{camera}/image_raw/compressed", COMPRESSED, typestore=TYPESTORE)
+        else:
+            cam = writer.add_connection(f"{camera}/image_raw", IMAGE, typestore=TYPESTORE)
+        gt_label = writer.add_connection(f"{camera}/{GT_LABEL_IDS}", IMAGE, typestore=TYPESTORE)
+        gt_inst = writer.add_connection(f"{camera}/{GT_INSTANCE_IDS}", IMAGE, typestore=TYPESTORE)
+        gt_cond = writer.add_connection(f"{camera}/{GT_CONDITION}", STRING, typestore=TYPESTORE)
+        for i, frame in enumerate(frames):
+            stamp = start_ns + round(i * 1e9 / fps)
+            if compressed:
+                cam_msg = compressed_message(frame.image, compressed, stamp, frame_id)
+                writer.write(cam, stamp, TYPESTORE.serialize_cdr(cam_msg, COMPRESSED))
+            else:
+                cam_msg = image_message(frame.image, "rgb8", stamp, frame_id)
+                writer.write(cam, stamp, TYPESTORE.serialize_cdr(cam_msg, IMAGE))
+            for conn, pixels, enc in ((gt_label, frame.label_ids, "mono8"), (gt_inst, frame.instance_ids, "mono16")):
+                writer.write(conn, stamp, TYPESTORE.serialize_cdr(image_message(pixels, enc, stamp, frame_id), IMAGE))
+            cond = TYPESTORE.types[STRING](data=frame.condition)
+            writer.write(gt_cond, stamp, TYPESTORE.serialize_cdr(cond, STRING))
+            conditions.append(frame.condition)
+        writer.set_custom_data("seg_perception.synthetic.scenes", json.dumps({"frames": len(conditions), "fps": fps}))
+    return path
+
+
+# -- reading ---------------------------------------------------------------------------------
+
+# Topics under these path parts are ground truth or our own outputs, never camera input.
+_NOT_CAMERA_PARTS = ("gt", "semantic", "instance", "panoptic")
+
+
+def open_bag(path: str | Path) -> Reader:
+    """An open rosbags Reader (sqlite3 or mcap); BagError with one readable line otherwise."""
+    path = Path(path)
+    if not path.exists():
+        raise BagError(f"bag {path} does not exist")
+    reader = Reader(path)
+    try:
+        reader.open()
+    except (ReaderError, OSError, ValueError, KeyError) as err:
+        raise BagError(f"cannot open bag {path}: {err}") from err
+    return reader
+
+
+def camera_namespace(topic: str) -> str:
+    """Namespace of a camera image topic: the topic minus ``/compressed`` and its last part
+    (``/front/image_raw/compressed`` -> ``/front``); outputs go under it."""
+    base = topic.removesuffix("/compressed")
+    return base.rsplit("/", 1)[0]
+
+
+def camera_connections(reader: Reader, topics: Sequence[str] = ()) -> list[Connection]:
+    """Connections of the camera topics to replay: ``topics`` (checked), or the one image
+    topic of the bag that is not ground truth or an output (ambiguity is an error)."""
+    by_topic = {c.topic: c for c in reader.connections}
+    if topics:
+        chosen = []
+        for topic in topics:
+            conn = by_topic.get(topic)
+            if conn is None:
+                raise BagError(f"topic {topic} is not in the bag; image topics: {_image_topics(reader) or 'none'}")
+            if conn.msgtype not in IMAGE_TYPES:
+                raise BagError(f"topic {topic} is {conn.msgtype}; expected {' or '.join(IMAGE_TYPES)}")
+            chosen.append(conn)
+        return chosen
+    candidates = [c for c in reader.connections if c.msgtype in IMAGE_TYPES
+                  and not set(c.topic.split("/")) & set(_NOT_CAMERA_PARTS)]
+    if not candidates:
+        raise BagError(f"no camera topic (sensor_msgs Image or CompressedImage) in the bag; topics: "
+                       f"{sorted(by_topic) or 'none'}")
+    if len(candidates) > 1:
+        raise BagError(f"several camera topics {sorted(c.topic for c in candidates)}: choose with --topic "
+                       "(repeat it for several cameras)")
+    return candidates
+
+
+def _image_topics(reader: Reader) -> list[str]:
+    return sorted(c.topic for c in reader.connections if c.msgtype in IMAGE_TYPES)
+
+
+def read_messages(reader: Reader, connections: Sequence[Connection]) -> Iterator[tuple[Connection, int, bytes]]:
+    """(connection, log time ns, raw CDR) in time order; a read fault becomes BagError."""
+    it = reader.messages(connections=connections)
+    while True:
+        try:
+            item = next(it)
+        except StopIteration:
+            return
+        except Exception as err:  # noqa: BLE001 - sqlite3/mcap/struct errors of a damaged file
+            raise BagError(f"bag {reader.path} is damaged or truncated: {type(err).__name__}: {err}") from err
+        yield item
+
+
+def deserialize(raw: bytes, msgtype: str) -> Any:
+    return TYPESTORE.deserialize_cdr(raw, msgtype)
+
+
+def serialize(msg: Any, msgtype: str) -> bytes:
+    return bytes(TYPESTORE.serialize_cdr(msg, msgtype))
+
+
+def detections_message(msg_header: Any, instances: Sequence[Any]) -> Any:
+    """instance/detections as the nodes publish it (see ros/detections.py), as a rosbags message:
+    one Detection2D per instance, ``id`` = its instance_map value, class and score in results."""
+    t = TYPESTORE.types
+    geometry = t["geometry_msgs/msg/PoseWithCovariance"](
+        pose=t["geometry_msgs/msg/Pose"](position=t["geometry_msgs/msg/Point"](x=0.0, y=0.0, z=0.0),
+                                         orientation=t["geometry_msgs/msg/Quaternion"](x=0.0, y=0.0, z=0.0, w=1.0)),
+        covariance=np.zeros(36, np.float64),
+    )
+    detections = []
+    for inst in instances:
+        x0, y0, x1, y1 = inst.bbox
+        centre = t["vision_msgs/msg/Pose2D"](position=t["vision_msgs/msg/Point2D"](x=(x0 + x1) / 2.0, y=(y0 + y1) / 2.0),
+                                             theta=0.0)
+        hypothesis = t["vision_msgs/msg/ObjectHypothesisWithPose"](
+            hypothesis=t["vision_msgs/msg/ObjectHypothesis"](class_id=inst.name, score=float(inst.score)), pose=geometry)
+        detections.append(t["vision_msgs/msg/Detection2D"](
+            header=msg_header, results=[hypothesis],
+            bbox=t["vision_msgs/msg/BoundingBox2D"](center=centre, size_x=float(x1 - x0), size_y=float(y1 - y0)),
+            id=str(inst.value)))
+    return t[DETECTIONS](header=msg_header, detections=detections)
+
+
+def detection_scores(msg: Any) -> dict[int, float]:
+    """{instance_map value: score} of a Detection2DArray (rosbags or rclpy message alike)."""
+    return {int(d.id): float(d.results[0].hypothesis.score) for d in msg.detections if d.id and d.results}
+
+
+def decode_frame(raw: bytes | memoryview, msgtype: str) -> tuple[Any, DecodedImage]:
+    """Serialized (CDR) Image or CompressedImage -> (message, decoded frame). The pixels of
+    raw formats are a view of ``raw``: no copy. Any fault is an ImageError."""
+    try:
+        msg = TYPESTORE.deserialize_cdr(raw, msgtype)
+    except Exception as err:  # noqa: BLE001 - rosbags raises assorted errors on malformed CDR
+        raise ImageError(f"malformed {msgtype} message ({type(err).__name__}: {err})") from err
+    return msg, decode_compressed(msg) if msgtype == COMPRESSED else decode_image(msg)

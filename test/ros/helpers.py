@@ -1,0 +1,103 @@
+"""What the ROS graph tests share: test frames, publishing until an output arrives, reading
+/diagnostics, and lifecycle service clients. The graph itself (node processes, the client
+node) is :mod:`seg_perception.ros.tools.harness`, shared with the benchmarks and the demo."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import cv2
+import numpy as np
+from lifecycle_msgs.msg import Transition
+from lifecycle_msgs.srv import ChangeState, GetState
+from sensor_msgs.msg import Image
+
+from seg_perception.ros.tools.harness import GraphClient, find_message
+
+CHANNELS = {"rgb8": 3, "bgr8": 3, "mono8": 1, "rgba8": 4, "bgra8": 4, "yuv422_yuy2": 2, "bayer_rggb8": 1}
+
+
+def make_image(encoding: str, width: int, height: int, step_pad: int = 0, seed: int = 0) -> Image:
+    """A smooth random scene (not white noise, so a model's output varies), ``step_pad`` bytes
+    of padding at the end of each row."""
+    rng = np.random.default_rng(seed)
+    channels = CHANNELS[encoding]
+    row = width * channels
+    base = rng.integers(0, 256, (height // 8 + 1, width // 8 + 1, channels), np.uint8)
+    pixels = cv2.resize(base, (width, height), interpolation=cv2.INTER_LINEAR).reshape(height, row)
+    padded = np.zeros((height, row + step_pad), np.uint8)
+    padded[:, :row] = pixels
+    msg = Image(height=height, width=width, encoding=encoding, is_bigendian=0, step=row + step_pad)
+    msg.data = padded.tobytes()
+    return msg
+
+
+def stamped(msg: Any, client: GraphClient, frame_id: str) -> Any:
+    """``msg`` with a fresh header (now on the client's clock, ``frame_id``)."""
+    msg.header.stamp = client.now_msg()
+    msg.header.frame_id = frame_id
+    return msg
+
+
+def publish_until(client: GraphClient, pub: Any, msg: Any, topic: str, timeout: float = 30.0) -> Any:
+    """Publish ``msg`` every 2 s until the output carrying its stamp arrives on ``topic`` (a frame
+    sent before the node's subscription matched, or re-matched with another QoS, is not seen)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pub.publish(msg)
+        if client.wait_for(lambda: find_message(client.messages(topic), msg.header.stamp) is not None, 2.0):
+            return find_message(client.messages(topic), msg.header.stamp)
+    return None
+
+
+def status_values(status: Any) -> dict[str, str]:
+    """A DiagnosticStatus as a dict: its key/values plus ``level`` ("0" OK, "1" WARN) and ``message``."""
+    level = status.level[0] if isinstance(status.level, bytes) else int(status.level)
+    return {"level": str(level), "message": status.message, **{kv.key: kv.value for kv in status.values}}
+
+
+def newest_status(client: GraphClient, namespace: str, suffix: str = "") -> dict[str, str]:
+    """The newest /diagnostics status of the node in ``namespace`` whose name ends with ``suffix``
+    (``""``: the node summary, which comes first; ``": camera front"``: one camera)."""
+    for msg in reversed(client.messages("/diagnostics")):
+        for status in msg.status:
+            if status.name.startswith(namespace + "/") and status.name.endswith(suffix):
+                return status_values(status)
+    return {}
+
+
+def latest_diagnostics(client: GraphClient, namespace: str) -> dict[str, str]:
+    """The node summary status of the node in ``namespace``."""
+    return newest_status(client, namespace)
+
+
+def camera_diagnostics(client: GraphClient, namespace: str, camera: str) -> dict[str, str]:
+    return newest_status(client, namespace, f": camera {camera}")
+
+
+def wait_status(client: GraphClient, namespace: str, suffix: str, predicate: Any, timeout: float) -> dict[str, str]:
+    """Wait until the newest matching status satisfies ``predicate``; return it either way."""
+    client.wait_for(lambda: predicate(newest_status(client, namespace, suffix)), timeout)
+    return newest_status(client, namespace, suffix)
+
+
+class Lifecycle:
+    """Service clients for one managed node, on the GraphClient's (spinning) node."""
+
+    def __init__(self, client: GraphClient, node_fqn: str) -> None:
+        self.client = client
+        self.change = client.node.create_client(ChangeState, f"{node_fqn}/change_state")
+        self.get = client.node.create_client(GetState, f"{node_fqn}/get_state")
+
+    def _call(self, cli: Any, request: Any) -> Any:
+        assert cli.wait_for_service(timeout_sec=60), f"service {cli.srv_name} not available"
+        future = cli.call_async(request)
+        assert self.client.wait_for(future.done, 120), f"no reply from {cli.srv_name}"
+        return future.result()
+
+    def state(self) -> int:
+        return self._call(self.get, GetState.Request()).current_state.id
+
+    def transition(self, transition_id: int) -> bool:
+        return self._call(self.change, ChangeState.Request(transition=Transition(id=transition_id))).success
