@@ -6,7 +6,7 @@ output topic over every message's pixel data in order, plus one over the generat
 camera frames. Run it on two checkouts and compare the lines::
 
     python test/replay_checksums.py --cli "python -m seg_perception.apps.cli" --out /tmp/check_new
-    (cd OLD_CHECKOUT && python /path/to/replay_checksums.py --cli "python -m seg_perception.apps.cli" --out /tmp/check_old)
+    (cd OLD_CHECKOUT && python /path/to/replay_checksums.py --cli "python -m seg_perception.cli" --out /tmp/check_old)
 
 Only the command line (a contract) and rosbags are used, so the script runs unchanged on a
 checkout from before and after a move of modules.

@@ -122,7 +122,7 @@ def write_drive_bag(
             cond = TYPESTORE.types[STRING](data=frame.condition)
             writer.write(gt_cond, stamp, TYPESTORE.serialize_cdr(cond, STRING))
             conditions.append(frame.condition)
-        writer.set_custom_data("seg_perception.synthetic.scenes", json.dumps({"frames": len(conditions), "fps": fps}))
+        writer.set_custom_data("seg_perception.synthetic", json.dumps({"frames": len(conditions), "fps": fps}))
     return path
 
 
