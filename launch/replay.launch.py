@@ -9,5 +9,5 @@ all on the bag's clock (use_sim_time).
 from seg_perception.ros.launch_description import replay_launch
 
 
-def generate_launch_description():  # noqa: ANN201 - launch's entry point
+def generate_launch_description():
     return replay_launch()

@@ -36,5 +36,8 @@ def summarize(conf: np.ndarray, class_names: list[str]) -> dict[str, object]:
     return {
         "mIoU": float(np.nanmean(iou[present])) if present.any() else float("nan"),
         "pixel_accuracy": float(np.diag(conf).sum() / max(conf.sum(), 1)),
-        "iou": {name: (None if np.isnan(v) or not present[i] else float(v)) for i, (name, v) in enumerate(zip(class_names, iou))},
+        "iou": {
+            name: (None if np.isnan(v) or not present[i] else float(v))
+            for i, (name, v) in enumerate(zip(class_names, iou))
+        },
     }

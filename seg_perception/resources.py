@@ -28,11 +28,10 @@ def share_dir() -> Path:
         from ament_index_python.packages import get_package_share_directory
 
         return Path(get_package_share_directory(PACKAGE))
-    except Exception:  # noqa: BLE001 - ament_index is optional; fall through to the error
+    except Exception:
         pass
     raise FileNotFoundError(
-        f"cannot find the {PACKAGE} data files (config/, launch/, engines/) beside "
-        f"{here} or in an ament install"
+        f"cannot find the {PACKAGE} data files (config/, launch/, engines/) beside {here} or in an ament install"
     )
 
 

@@ -50,12 +50,30 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     drive, replayed = args.out / "drive", args.out / "replayed"
     if not drive.exists():
-        subprocess.run([*cli, "synth", "--out", str(args.out / "synth"), "--frames", str(args.frames),
-                        "--seed", "11", "--width", "1024", "--height", "512", "--bag", str(drive)], check=True)
+        subprocess.run(
+            [
+                *cli,
+                "synth",
+                "--out",
+                str(args.out / "synth"),
+                "--frames",
+                str(args.frames),
+                "--seed",
+                "11",
+                "--width",
+                "1024",
+                "--height",
+                "512",
+                "--bag",
+                str(drive),
+            ],
+            check=True,
+        )
     if replayed.exists():
         sys.exit(f"{replayed} exists: use a fresh --out")
-    subprocess.run([*cli, "replay", str(drive), "--out", str(replayed), "--overlays", "--confidence",
-                    "--no-progress"], check=True)
+    subprocess.run(
+        [*cli, "replay", str(drive), "--out", str(replayed), "--overlays", "--confidence", "--no-progress"], check=True
+    )
     for name, bag in (("input", drive), ("output", replayed)):
         for topic, (count, digest) in topic_digests(bag).items():
             print(f"{name} {topic} {count} {digest}")

@@ -74,11 +74,19 @@ def camera_message(pixels: np.ndarray, frame_id: str = "camera") -> Any:
     ros = _ros_messages()
     if ros is None:
         header = SimpleNamespace(frame_id=frame_id, stamp=SimpleNamespace(sec=0, nanosec=0))
-        return SimpleNamespace(header=header, encoding="rgb8", height=height, width=width,
-                               step=width * 3, is_bigendian=0, data=data)
+        return SimpleNamespace(
+            header=header, encoding="rgb8", height=height, width=width, step=width * 3, is_bigendian=0, data=data
+        )
     image_cls, header_cls, _ = ros
-    return image_cls(header=header_cls(frame_id=frame_id), encoding="rgb8", height=height, width=width,
-                     step=width * 3, is_bigendian=0, data=data)
+    return image_cls(
+        header=header_cls(frame_id=frame_id),
+        encoding="rgb8",
+        height=height,
+        width=width,
+        step=width * 3,
+        is_bigendian=0,
+        data=data,
+    )
 
 
 def fake_rgb8_message(width: int, height: int, seed: int = 0) -> SimpleNamespace:
@@ -103,8 +111,14 @@ def _output_encoder() -> Callable[[np.ndarray, Any, str], Any]:
 def _summary(ms: Sequence[float]) -> dict[str, float]:
     a = np.asarray(ms, dtype=np.float64)
     p50, p95, p99 = np.percentile(a, (50, 95, 99))
-    return {"mean_ms": float(a.mean()), "p50_ms": float(p50), "p95_ms": float(p95), "p99_ms": float(p99),
-            "min_ms": float(a.min()), "max_ms": float(a.max())}
+    return {
+        "mean_ms": float(a.mean()),
+        "p50_ms": float(p50),
+        "p95_ms": float(p95),
+        "p99_ms": float(p99),
+        "min_ms": float(a.min()),
+        "max_ms": float(a.max()),
+    }
 
 
 @dataclass
@@ -218,10 +232,20 @@ def semantic_case(segmenter: SemanticSegmenter, msg: Any, confidence: bool) -> C
 
     backend = segmenter.backend
     cfg = segmenter.config
-    info = {"model": cfg.model, "backend": backend.name, "device": backend.device, "precision": backend.precision,
-            "input_size": [cfg.input_width, cfg.input_height], "checkpoint": cfg.checkpoint or "untrained"}
-    return Case(f"{cfg.model} {backend.name} {backend.precision}", info,
-                lambda: backend.run(batch, with_confidence=confidence), end_to_end)
+    info = {
+        "model": cfg.model,
+        "backend": backend.name,
+        "device": backend.device,
+        "precision": backend.precision,
+        "input_size": [cfg.input_width, cfg.input_height],
+        "checkpoint": cfg.checkpoint or "untrained",
+    }
+    return Case(
+        f"{cfg.model} {backend.name} {backend.precision}",
+        info,
+        lambda: backend.run(batch, with_confidence=confidence),
+        end_to_end,
+    )
 
 
 def naive_case(config: SemanticModelConfig, msg: Any) -> tuple[Case, Callable[[], np.ndarray]]:
@@ -265,13 +289,25 @@ def naive_case(config: SemanticModelConfig, msg: Any) -> tuple[Case, Callable[[]
         if ros is None:
             return classes.tobytes()
         image_cls = ros[0]
-        out = image_cls(header=msg.header, encoding="mono8", height=classes.shape[0], width=classes.shape[1],
-                        step=classes.shape[1], is_bigendian=0)
+        out = image_cls(
+            header=msg.header,
+            encoding="mono8",
+            height=classes.shape[0],
+            width=classes.shape[1],
+            step=classes.shape[1],
+            is_bigendian=0,
+        )
         out.data = array.array("B", classes.tobytes())  # cv_bridge cv2_to_imgmsg
         return out
 
-    info = {"model": config.model, "backend": "naive torch eager", "device": "cpu", "precision": "fp32",
-            "input_size": [config.input_width, config.input_height], "checkpoint": config.checkpoint or "untrained"}
+    info = {
+        "model": config.model,
+        "backend": "naive torch eager",
+        "device": "cpu",
+        "precision": "fp32",
+        "input_size": [config.input_width, config.input_height],
+        "checkpoint": config.checkpoint or "untrained",
+    }
     return Case("naive baseline (torch eager, numpy pre/post)", info, model_only, end_to_end), class_map
 
 
@@ -290,8 +326,14 @@ def instance_case(params: dict[str, Any], msg: Any) -> Case:
         return encode(result.instance_map, msg.header, "mono16")
 
     backend = segmenter.backend  # backend auto: the ONNX Runtime split where exported, else torch
-    info = {"model": config.model, "backend": backend.name, "device": backend.device, "precision": backend.precision,
-            "input_size": [config.input_width, config.input_height], "checkpoint": config.checkpoint or "untrained"}
+    info = {
+        "model": config.model,
+        "backend": backend.name,
+        "device": backend.device,
+        "precision": backend.precision,
+        "input_size": [config.input_width, config.input_height],
+        "checkpoint": config.checkpoint or "untrained",
+    }
     return Case(f"{config.model} {backend.name} {backend.precision}", info, lambda: segmenter.detect(batch), end_to_end)
 
 
@@ -381,17 +423,20 @@ def run_semantic_bench(
     return run_bench(params, width, height, iterations, warmup, json_path, backends=(spec,))
 
 
-def _compare(rows: list[dict[str, Any]], semantic: dict[str, SemanticSegmenter], msg: Any,
-             naive_map: Callable[[], np.ndarray]) -> dict[str, Any]:
+def _compare(
+    rows: list[dict[str, Any]], semantic: dict[str, SemanticSegmenter], msg: Any, naive_map: Callable[[], np.ndarray]
+) -> dict[str, Any]:
     naive = next(r for r in rows if r["backend"] == "naive torch eager")
     reference = naive_map()
     out: dict[str, Any] = {}
     for row in rows:
-        if row is naive or row["name"] not in {f"{s.config.model} {s.backend.name} {s.backend.precision}"
-                                               for s in semantic.values()}:
+        if row is naive or row["name"] not in {
+            f"{s.config.model} {s.backend.name} {s.backend.precision}" for s in semantic.values()
+        }:
             continue
-        seg = next(s for s in semantic.values()
-                   if row["name"] == f"{s.config.model} {s.backend.name} {s.backend.precision}")
+        seg = next(
+            s for s in semantic.values() if row["name"] == f"{s.config.model} {s.backend.name} {s.backend.precision}"
+        )
         ours = seg.segment([decode_image(msg)])[0].class_map
         out[row["name"]] = {
             "end_to_end_p50_speedup": naive["end_to_end"]["p50_ms"] / row["end_to_end"]["p50_ms"],
@@ -427,20 +472,26 @@ def _cpu_name() -> str:
 
 def _print(report: dict[str, Any]) -> None:
     frame = report["frame"]
-    print(f"\nframes {frame['width']}x{frame['height']} rgb8, {report['iterations']} iterations after "
-          f"{report['warmup']} warm-up (blocks of 5, interleaved), load average {report['load_average']['start'][0]:.2f} -> "
-          f"{report['load_average']['end'][0]:.2f}")
+    print(
+        f"\nframes {frame['width']}x{frame['height']} rgb8, {report['iterations']} iterations after "
+        f"{report['warmup']} warm-up (blocks of 5, interleaved), load average {report['load_average']['start'][0]:.2f} -> "
+        f"{report['load_average']['end'][0]:.2f}"
+    )
     head = f"{'case':<52} {'input':>9}  {'model only p50/p95/p99 ms':>26}  {'end to end p50/p95/p99 ms':>26}  {'e2e/model':>9}  {'fps':>6}"
     print(head)
     print("-" * len(head))
     for r in report["rows"]:
         m, e = r["model_only"], r["end_to_end"]
         size = f"{r['input_size'][0]}x{r['input_size'][1]}"
-        print(f"{r['name']:<52} {size:>9}  {m['p50_ms']:8.1f} {m['p95_ms']:8.1f} {m['p99_ms']:8.1f}  "
-              f"{e['p50_ms']:8.1f} {e['p95_ms']:8.1f} {e['p99_ms']:8.1f}  {r['overhead_ratio_p50']:9.3f}  "
-              f"{r['throughput_fps']:6.2f}")
+        print(
+            f"{r['name']:<52} {size:>9}  {m['p50_ms']:8.1f} {m['p95_ms']:8.1f} {m['p99_ms']:8.1f}  "
+            f"{e['p50_ms']:8.1f} {e['p95_ms']:8.1f} {e['p99_ms']:8.1f}  {r['overhead_ratio_p50']:9.3f}  "
+            f"{r['throughput_fps']:6.2f}"
+        )
     for name, c in report.get("compare", {}).items():
-        print(f"vs naive: {name}: end to end p50 {c['end_to_end_p50_speedup']:.2f}x faster, "
-              f"p99 {c['end_to_end_p99_speedup']:.2f}x, model only {c['model_only_p50_speedup']:.2f}x, "
-              f"throughput {c['throughput_ratio']:.2f}x; class maps agree on "
-              f"{100 * c['class_map_agreement_with_naive']:.2f} % of pixels")
+        print(
+            f"vs naive: {name}: end to end p50 {c['end_to_end_p50_speedup']:.2f}x faster, "
+            f"p99 {c['end_to_end_p99_speedup']:.2f}x, model only {c['model_only_p50_speedup']:.2f}x, "
+            f"throughput {c['throughput_ratio']:.2f}x; class maps agree on "
+            f"{100 * c['class_map_agreement_with_naive']:.2f} % of pixels"
+        )

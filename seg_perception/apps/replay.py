@@ -24,15 +24,15 @@ from typing import Any
 import numpy as np
 from rosbags.rosbag2 import Writer
 
+from seg_perception.errors import BagError, ImageError
 from seg_perception.io import bags
 from seg_perception.io.bags import DETECTIONS, IMAGE, STORAGES, TYPESTORE
-from seg_perception.errors import BagError, ImageError
 from seg_perception.io.image import DecodedImage
 from seg_perception.metrics.bags import add_ground_truth, ground_truth_connections
+from seg_perception.metrics.latency import percentiles_ms
 from seg_perception.metrics.run import format_report, jsonable
 from seg_perception.metrics.stream import FrameJoiner, StreamEvaluator
 from seg_perception.pipeline.perception import MODELS, FrameResult, PerceptionCore
-from seg_perception.metrics.latency import percentiles_ms
 
 log = logging.getLogger(__name__)
 
@@ -77,13 +77,24 @@ class ReplayReport:
     def to_dict(self) -> dict[str, Any]:
         lat = self.latencies_ms
         return {
-            "input_bag": self.input_bag, "output_bag": self.output_bag, "topics": self.topics, "models": self.models,
-            "frames": self.frames, "bad_frames": self.bad_frames, "first_bad_frame": self.first_bad or None,
-            "stopped": self.stopped, "wall_s": round(self.wall_s, 3),
+            "input_bag": self.input_bag,
+            "output_bag": self.output_bag,
+            "topics": self.topics,
+            "models": self.models,
+            "frames": self.frames,
+            "bad_frames": self.bad_frames,
+            "first_bad_frame": self.first_bad or None,
+            "stopped": self.stopped,
+            "wall_s": round(self.wall_s, 3),
             "frames_per_s": round(self.frames / self.wall_s, 3) if self.wall_s > 0 else None,
-            "latency_ms": {**percentiles_ms(np.asarray(lat) / 1e3),
-                           "mean": float(np.mean(lat)) if lat else math.nan, "max": max(lat, default=math.nan)},
-            "metrics": self.metrics, "unpaired_frames": self.unpaired_frames, "notes": self.notes,
+            "latency_ms": {
+                **percentiles_ms(np.asarray(lat) / 1e3),
+                "mean": float(np.mean(lat)) if lat else math.nan,
+                "max": max(lat, default=math.nan),
+            },
+            "metrics": self.metrics,
+            "unpaired_frames": self.unpaired_frames,
+            "notes": self.notes,
         }
 
 
@@ -95,8 +106,13 @@ class _Camera:
     outputs: dict[str, Any]
 
 
-def replay_bag(in_bag: str | Path, out_bag: str | Path, params: Mapping[str, Any],
-               options: ReplayOptions = ReplayOptions(), report_path: str | Path | None = None) -> ReplayReport:
+def replay_bag(
+    in_bag: str | Path,
+    out_bag: str | Path,
+    params: Mapping[str, Any],
+    options: ReplayOptions = ReplayOptions(),
+    report_path: str | Path | None = None,
+) -> ReplayReport:
     """Replay ``in_bag`` into ``out_bag`` (must not exist); write the report beside it
     (``<out_bag>.report.json`` / ``.md``, or ``report_path``). Returns the report; a fault
     after the first frame is recorded in it rather than raised, so nothing is lost."""
@@ -129,15 +145,19 @@ def replay_bag(in_bag: str | Path, out_bag: str | Path, params: Mapping[str, Any
     return report
 
 
-def _run(reader: Any, writer: Writer, cameras: list, core: PerceptionCore, options: ReplayOptions,
-         report: ReplayReport) -> None:
+def _run(
+    reader: Any, writer: Writer, cameras: list, core: PerceptionCore, options: ReplayOptions, report: ReplayReport
+) -> None:
     started = time.monotonic()
     outs = {c.id: _Camera(bags.camera_namespace(c.topic), _add_outputs(writer, c, core, options)) for c in cameras}
     gt_conns = ground_truth_connections(reader.connections, {cam.namespace for cam in outs.values()})
     evaluator = StreamEvaluator(core.labels) if gt_conns else None
     expected = _expected_kinds(core)
-    joiner = FrameJoiner(evaluator, expected, {ns for (ns, kind) in gt_conns.values() if kind == "condition"}) \
-        if evaluator else None
+    joiner = (
+        FrameJoiner(evaluator, expected, {ns for (ns, kind) in gt_conns.values() if kind == "condition"})
+        if evaluator
+        else None
+    )
     total = sum(c.msgcount for c in cameras)
     if options.limit:
         total = min(total, options.limit)
@@ -174,8 +194,11 @@ def _run(reader: Any, writer: Writer, cameras: list, core: PerceptionCore, optio
         if joiner is not None:
             report.unpaired_frames = joiner.finish()
             if joiner.matched:
-                report.metrics = {**evaluator.result(), "pred": report.output_bag,  # type: ignore[union-attr]
-                                  "gt": report.input_bag}
+                report.metrics = {
+                    **evaluator.result(),
+                    "pred": report.output_bag,  # type: ignore[union-attr]
+                    "gt": report.input_bag,
+                }
 
 
 def _decode(conn: Any, raw: bytes, report: ReplayReport) -> tuple[Any, DecodedImage] | None:
@@ -192,8 +215,16 @@ def _decode(conn: Any, raw: bytes, report: ReplayReport) -> tuple[Any, DecodedIm
     return msg, image
 
 
-def _process(batch: list, outs: Mapping[int, _Camera], core: PerceptionCore, writer: Writer,
-             options: ReplayOptions, report: ReplayReport, joiner: FrameJoiner | None, progress: Any) -> None:
+def _process(
+    batch: list,
+    outs: Mapping[int, _Camera],
+    core: PerceptionCore,
+    writer: Writer,
+    options: ReplayOptions,
+    report: ReplayReport,
+    joiner: FrameJoiner | None,
+    progress: Any,
+) -> None:
     if not batch:
         return
     started = time.perf_counter()
@@ -225,14 +256,25 @@ def _add_outputs(writer: Writer, conn: Any, core: PerceptionCore, options: Repla
         for model, topic in OVERLAYS.items():
             if model in core.models or (model == "panoptic" and PANOPTIC_MAP in topics):
                 topics[topic] = (topic, IMAGE)
-    out = {key: writer.add_connection(f"{ns}/{rel}", msgtype, typestore=TYPESTORE) for key, (rel, msgtype) in topics.items()}
+    out = {
+        key: writer.add_connection(f"{ns}/{rel}", msgtype, typestore=TYPESTORE)
+        for key, (rel, msgtype) in topics.items()
+    }
     if options.copy_input:
         out["input"] = writer.add_connection(conn.topic, conn.msgtype, typestore=TYPESTORE)
     return out
 
 
-def _write_outputs(writer: Writer, cam: _Camera, logtime: int, header: Any, image: DecodedImage,
-                   result: FrameResult, core: PerceptionCore, options: ReplayOptions) -> None:
+def _write_outputs(
+    writer: Writer,
+    cam: _Camera,
+    logtime: int,
+    header: Any,
+    image: DecodedImage,
+    result: FrameResult,
+    core: PerceptionCore,
+    options: ReplayOptions,
+) -> None:
     def put(key: str, msg: Any, msgtype: str = IMAGE) -> None:
         writer.write(cam.outputs[key], logtime, bags.serialize(msg, msgtype))
 
@@ -280,8 +322,11 @@ def _storage_of(reader: Any) -> str:
 
 
 def _untrained_notes(params: Mapping[str, Any], models: Sequence[str]) -> list[str]:
-    return [f"{m} model has no checkpoint: UNTRAINED weights, its outputs and metrics are meaningless"
-            for m in models if not params.get(f"{m}.checkpoint")]
+    return [
+        f"{m} model has no checkpoint: UNTRAINED weights, its outputs and metrics are meaningless"
+        for m in models
+        if not params.get(f"{m}.checkpoint")
+    ]
 
 
 def _progress(total: int, enabled: bool) -> Any:
@@ -306,7 +351,8 @@ def _write_report(report: ReplayReport, paths: tuple[Path, Path]) -> None:
 def report_markdown(data: Mapping[str, Any]) -> str:
     lat = data["latency_ms"]
     lines = [
-        "# seg_perception replay report", "",
+        "# seg_perception replay report",
+        "",
         f"- input: `{data['input_bag']}` topics {', '.join(f'`{t}`' for t in data['topics'])}",
         f"- output: `{data['output_bag']}`; models: {', '.join(data['models'])}",
         f"- frames processed: {data['frames']}, bad frames skipped: {data['bad_frames']}; stopped: {data['stopped']}",

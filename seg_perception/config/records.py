@@ -56,7 +56,7 @@ def section(params: Mapping[str, Any], prefix: str) -> dict[str, Any]:
     if not prefix:
         return dict(params)
     dotted = prefix + "."
-    return {k[len(dotted):]: v for k, v in params.items() if k.startswith(dotted)}
+    return {k[len(dotted) :]: v for k, v in params.items() if k.startswith(dotted)}
 
 
 def node_defaults(node: str) -> dict[str, Any]:

@@ -50,9 +50,11 @@ class AccuracyReport:
         return self.drop <= self.max_drop
 
     def __str__(self) -> str:
-        return (f"{self.metric} on {self.frames} held-out scenes: torch fp32 {self.reference:.2f}, "
-                f"onnxruntime {self.precision} {self.exported:.2f}, drop {self.drop:+.2f} points "
-                f"(max {self.max_drop:.2f})")
+        return (
+            f"{self.metric} on {self.frames} held-out scenes: torch fp32 {self.reference:.2f}, "
+            f"onnxruntime {self.precision} {self.exported:.2f}, drop {self.drop:+.2f} points "
+            f"(max {self.max_drop:.2f})"
+        )
 
 
 def heldout_scenes(input_size: tuple[int, int], count: int, seed: int = HELDOUT_SEED) -> list:
@@ -70,8 +72,13 @@ def _batch(frames: Sequence, input_size: tuple[int, int]) -> np.ndarray:
     return resize_batch([DecodedImage(f.image, ColorOrder.RGB) for f in frames], input_size)
 
 
-def semantic_miou(run: Callable[[np.ndarray], np.ndarray], frames: Sequence, input_size: tuple[int, int],
-                  num_classes: int, class_names: list[str]) -> float:
+def semantic_miou(
+    run: Callable[[np.ndarray], np.ndarray],
+    frames: Sequence,
+    input_size: tuple[int, int],
+    num_classes: int,
+    class_names: list[str],
+) -> float:
     """mIoU in points of ``run`` (uint8 (N, H, W, 3) -> class ids (N, H, W)) on ``frames``."""
     from seg_perception.evaluation import confusion_matrix, summarize
 
@@ -82,14 +89,22 @@ def semantic_miou(run: Callable[[np.ndarray], np.ndarray], frames: Sequence, inp
     return 100.0 * float(summarize(conf, class_names)["mIoU"])
 
 
-def semantic_accuracy_gate(model: nn.Module, onnx_path: str | Path, precision: str, input_size: tuple[int, int],
-                           labels: str = "cityscapes", *, frames: int = 6, max_drop: float | None = None,
-                           remove_on_failure: bool = True) -> AccuracyReport:
+def semantic_accuracy_gate(
+    model: nn.Module,
+    onnx_path: str | Path,
+    precision: str,
+    input_size: tuple[int, int],
+    labels: str = "cityscapes",
+    *,
+    frames: int = 6,
+    max_drop: float | None = None,
+    remove_on_failure: bool = True,
+) -> AccuracyReport:
     """mIoU of the exported semantic graph in ONNX Runtime vs torch fp32; refuses (removes the
     file, raises :class:`AccuracyGateError`) when the drop exceeds ``max_drop`` points."""
-    from seg_perception.labels import load_label_set
     from seg_perception.inference.onnxruntime_backend import OnnxRuntimeSemanticBackend
     from seg_perception.inference.torch_backend import TorchSemanticBackend
+    from seg_perception.labels import load_label_set
 
     label_set = load_label_set(labels)
     scenes = heldout_scenes(input_size, frames)
@@ -97,13 +112,18 @@ def semantic_accuracy_gate(model: nn.Module, onnx_path: str | Path, precision: s
     reference = semantic_miou(lambda b: TorchSemanticBackend(model, "cpu", "fp32").run(b).class_ids, *args)
     ort = OnnxRuntimeSemanticBackend(onnx_path, "cpu", precision)
     exported = semantic_miou(lambda b: ort.run(b).class_ids, *args)
-    report = AccuracyReport("mIoU", reference, exported, precision, frames,
-                            MAX_DROP[precision] if max_drop is None else float(max_drop))
+    report = AccuracyReport(
+        "mIoU", reference, exported, precision, frames, MAX_DROP[precision] if max_drop is None else float(max_drop)
+    )
     return _decide(report, [Path(onnx_path)], remove_on_failure)
 
 
-def instance_ap50(detect: Callable[[np.ndarray], list], segmenter, frames: Sequence,  # noqa: ANN001
-                  input_size: tuple[int, int]) -> float:
+def instance_ap50(
+    detect: Callable[[np.ndarray], list],
+    segmenter,
+    frames: Sequence,
+    input_size: tuple[int, int],
+) -> float:
     """Cityscapes mask AP50 in points of ``detect`` (uint8 batch -> Detections per frame),
     detections turned into instance maps by ``segmenter``'s own post-processing."""
     from seg_perception.metrics.cityscapes import InstanceEvaluator
@@ -114,31 +134,51 @@ def instance_ap50(detect: Callable[[np.ndarray], list], segmenter, frames: Seque
     for i, frame in enumerate(frames):
         det = detect(batch[i : i + 1])[0]
         result = instances_from_detections(
-            det.boxes, det.labels, det.scores, det.masks, segmenter.classes, image_size=frame.image.shape[:2],
-            source_size=input_size, roi_masks=True, score_threshold=segmenter.score_threshold,
-            mask_threshold=segmenter.mask_threshold, max_instances=segmenter.max_instances,
+            det.boxes,
+            det.labels,
+            det.scores,
+            det.masks,
+            segmenter.classes,
+            image_size=frame.image.shape[:2],
+            source_size=input_size,
+            roi_masks=True,
+            score_threshold=segmenter.score_threshold,
+            mask_threshold=segmenter.mask_threshold,
+            max_instances=segmenter.max_instances,
         )
         evaluator.add(frame.instance_ids, result.instance_map, [(r.value, r.score) for r in result.instances])
     ap50 = evaluator.result()["AP50"]
     return 100.0 * (0.0 if ap50 is None or np.isnan(ap50) else float(ap50))
 
 
-def instance_accuracy_gate(segmenter, paths: Mapping[str, str | Path], precision: str, *,  # noqa: ANN001
-                           frames: int = 6, max_drop: float | None = None,
-                           remove_on_failure: bool = True) -> AccuracyReport:
+def instance_accuracy_gate(
+    segmenter,
+    paths: Mapping[str, str | Path],
+    precision: str,
+    *,
+    frames: int = 6,
+    max_drop: float | None = None,
+    remove_on_failure: bool = True,
+) -> AccuracyReport:
     """Mask AP50 of the exported split graphs (ONNX Runtime) vs eager torch fp32, both through
     ``segmenter`` (an InstanceSegmenter: thresholds, post-processing); refused like the
     semantic gate."""
-    from seg_perception.inference.instance_backend import OnnxRuntimeInstanceBackend
     from seg_perception.export.instance import eager_detect
+    from seg_perception.inference.instance_backend import OnnxRuntimeInstanceBackend
 
     size = segmenter.input_size
     scenes = heldout_scenes(size, frames)
     reference = instance_ap50(lambda b: eager_detect(segmenter.model, b), segmenter, scenes, size)
     backend = OnnxRuntimeInstanceBackend(segmenter.model, paths, size, precision)
     exported = instance_ap50(backend.detect, segmenter, scenes, size)
-    report = AccuracyReport("mask AP50", reference, exported, precision, frames,
-                            MAX_DROP[precision] if max_drop is None else float(max_drop))
+    report = AccuracyReport(
+        "mask AP50",
+        reference,
+        exported,
+        precision,
+        frames,
+        MAX_DROP[precision] if max_drop is None else float(max_drop),
+    )
     return _decide(report, [Path(p) for p in paths.values()], remove_on_failure)
 
 

@@ -35,8 +35,8 @@ from types import ModuleType
 from typing import Any
 
 from seg_perception.errors import BackendError
-from seg_perception.inference.base import PRECISION_CHOICES
 from seg_perception.export.onnx import INPUT_NAME, file_sha256
+from seg_perception.inference.base import PRECISION_CHOICES
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ def import_tensorrt(library: str | None = None) -> TrtLibrary:
             module = importlib.import_module(name)
         except ImportError:
             continue
-        except Exception as err:  # noqa: BLE001 - a broken install (missing libnvinfer) raises OSError etc.
+        except Exception as err:
             raise BackendError(f"{name} is installed but cannot be loaded: {err}") from err
         return TrtLibrary(module, name, str(getattr(module, "__version__", "unknown")))
     raise BackendError(f"no TensorRT library ({' or '.join(names)}) is importable: {TRT_INSTALL}")
@@ -124,7 +124,7 @@ def make_logger(trt: ModuleType) -> Any:
             trt.ILogger.__init__(self)
             self.seen: set[str] = set()
 
-        def log(self, severity: Any, msg: str) -> None:  # noqa: A003 - TensorRT's name
+        def log(self, severity: Any, msg: str) -> None:
             level = str(severity).rsplit(".", 1)[-1]
             if level in ("INTERNAL_ERROR", "ERROR"):
                 log.error("[%s] %s", trt.__name__, msg)
@@ -158,7 +158,11 @@ def _cc_text(member: Any) -> str:
 
 
 def rebuild_command(
-    onnx_path: str | Path, engine_path: str | Path, precision: str, batch: Sequence[int], library: str,
+    onnx_path: str | Path,
+    engine_path: str | Path,
+    precision: str,
+    batch: Sequence[int],
+    library: str,
     rtx_targets: Sequence[str] = (),
 ) -> str:
     cmd = (
@@ -222,10 +226,14 @@ def build_engine(
     if precision not in PRECISION_CHOICES:
         raise EngineBuildError(f"precision {precision!r} is not one of {list(PRECISION_CHOICES)}")
     if not onnx_path.is_file():
-        raise EngineBuildError(f"ONNX file not found: {onnx_path}; export it: seg-perception export "
-                               f"--precision {precision} --out {onnx_path}")
+        raise EngineBuildError(
+            f"ONNX file not found: {onnx_path}; export it: seg-perception export "
+            f"--precision {precision} --out {onnx_path}"
+        )
     if not 1 <= min_batch <= opt_batch <= max_batch:
-        raise EngineBuildError(f"batch profile must satisfy 1 <= min <= opt <= max, got {min_batch}/{opt_batch}/{max_batch}")
+        raise EngineBuildError(
+            f"batch profile must satisfy 1 <= min <= opt <= max, got {min_batch}/{opt_batch}/{max_batch}"
+        )
     graph_precision = _onnx_precision(onnx_path)
     if graph_precision not in (None, precision):
         raise EngineBuildError(
@@ -238,8 +246,10 @@ def build_engine(
         raise EngineBuildError("rtx_targets apply to tensorrt_rtx only; TensorRT builds for the GPU it runs on")
     gpu = current_gpu()
     if gpu is None and not lib.is_rtx:
-        raise EngineBuildError(f"{lib.name} {lib.version} builds for the GPU it runs on and torch sees no CUDA GPU; "
-                               "build on the target machine, or with tensorrt_rtx for RTX GPUs")
+        raise EngineBuildError(
+            f"{lib.name} {lib.version} builds for the GPU it runs on and torch sees no CUDA GPU; "
+            "build on the target machine, or with tensorrt_rtx for RTX GPUs"
+        )
     started = time.perf_counter()
     logger = make_logger(trt)
     builder = trt.Builder(logger)
@@ -298,11 +308,21 @@ def build_engine(
     for i in range(network.num_inputs):
         tensor = network.get_input(i)
         lo, mid, hi = shapes.get(tensor.name, (list(tensor.shape),) * 3)
-        inputs.append({"name": tensor.name, "dtype": _dtype_name(tensor.dtype),
-                       "min": list(lo), "opt": list(mid), "max": list(hi)})
+        inputs.append(
+            {
+                "name": tensor.name,
+                "dtype": _dtype_name(tensor.dtype),
+                "min": list(lo),
+                "opt": list(mid),
+                "max": list(hi),
+            }
+        )
     outputs = [
-        {"name": network.get_output(i).name, "dtype": str(network.get_output(i).dtype).rsplit(".", 1)[-1],
-         "shape": list(network.get_output(i).shape)}
+        {
+            "name": network.get_output(i).name,
+            "dtype": str(network.get_output(i).dtype).rsplit(".", 1)[-1],
+            "shape": list(network.get_output(i).shape),
+        }
         for i in range(network.num_outputs)
     ]
     sidecar: dict[str, Any] = {
@@ -327,7 +347,15 @@ def build_engine(
         "rebuild_command": rebuild or rebuild_command(onnx_path, engine_path, precision, batch, lib.name, targets),
     }
     _atomic_write(sidecar_path(engine_path), (json.dumps(sidecar, indent=2) + "\n").encode())
-    log.info("built %s (%s, %s %s) in %.1f s, %.1f MB", engine_path, precision, lib.name, lib.version, seconds, len(data) / 1e6)
+    log.info(
+        "built %s (%s, %s %s) in %.1f s, %.1f MB",
+        engine_path,
+        precision,
+        lib.name,
+        lib.version,
+        seconds,
+        len(data) / 1e6,
+    )
     return sidecar
 
 
@@ -342,8 +370,9 @@ def _semantic_shapes(
     """Profile of the semantic graph: one uint8 input ``frames`` (N, H, W, 3), N dynamic."""
     if network.num_inputs != 1 or network.get_input(0).name != INPUT_NAME:
         names = [network.get_input(i).name for i in range(network.num_inputs)]
-        raise EngineBuildError(f"{onnx_path} has inputs {names}; expected one input {INPUT_NAME!r} "
-                               "(other graphs need an explicit profile)")
+        raise EngineBuildError(
+            f"{onnx_path} has inputs {names}; expected one input {INPUT_NAME!r} (other graphs need an explicit profile)"
+        )
     dims = list(network.get_input(0).shape)  # (N, H, W, 3), N = -1
     if len(dims) != 4 or dims[3] != 3:
         raise EngineBuildError(f"{onnx_path} input {INPUT_NAME} has shape {dims}; expected (N, H, W, 3)")
@@ -352,7 +381,9 @@ def _semantic_shapes(
             raise EngineBuildError(f"{onnx_path} has a dynamic height/width: give input_size=(height, width)")
         dims[1], dims[2] = input_size
     elif input_size is not None and tuple(input_size) != (dims[1], dims[2]):
-        raise EngineBuildError(f"{onnx_path} is fixed at {dims[2]}x{dims[1]}, input_size asks {input_size[1]}x{input_size[0]}")
+        raise EngineBuildError(
+            f"{onnx_path} is fixed at {dims[2]}x{dims[1]}, input_size asks {input_size[1]}x{input_size[0]}"
+        )
     lo, mid, hi = ((b, dims[1], dims[2], 3) for b in batch)
     return {INPUT_NAME: (lo, mid, hi)}
 
@@ -368,12 +399,16 @@ def _profile_shapes(
         dims = list(tensor.shape)
         if tensor.name not in profile:
             if any(d < 0 for d in dims):
-                raise EngineBuildError(f"{onnx_path} input {tensor.name} has dynamic axes {dims}: the profile must name it")
+                raise EngineBuildError(
+                    f"{onnx_path} input {tensor.name} has dynamic axes {dims}: the profile must name it"
+                )
             continue
         lo, mid, hi = (tuple(int(v) for v in s) for s in profile[tensor.name])
         for shape in (lo, mid, hi):
             if len(shape) != len(dims) or any(d >= 0 and d != v for d, v in zip(dims, shape)):
-                raise EngineBuildError(f"profile shape {list(shape)} does not fit {onnx_path} input {tensor.name} {dims}")
+                raise EngineBuildError(
+                    f"profile shape {list(shape)} does not fit {onnx_path} input {tensor.name} {dims}"
+                )
         if not all(a <= b <= c for a, b, c in zip(lo, mid, hi)) or min(lo) < 1:
             raise EngineBuildError(f"profile of {tensor.name} must satisfy 1 <= min <= opt <= max: {lo} / {mid} / {hi}")
         shapes[tensor.name] = (lo, mid, hi)
@@ -386,8 +421,10 @@ def _profile_shapes(
 def read_sidecar(engine_path: str | Path) -> dict[str, Any]:
     path = sidecar_path(engine_path)
     if not path.is_file():
-        raise SidecarMismatch(f"engine {engine_path} has no sidecar {path.name}; rebuild it: seg-perception build-engine "
-                              f"--engine {engine_path} ...")
+        raise SidecarMismatch(
+            f"engine {engine_path} has no sidecar {path.name}; rebuild it: seg-perception build-engine "
+            f"--engine {engine_path} ..."
+        )
     try:
         data = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as err:
@@ -405,7 +442,7 @@ def check_sidecar(
     onnx_path: str | Path | None,
     precision: str,
     *,
-    gpu: GpuInfo | None | object = _CURRENT,
+    gpu: GpuInfo | object | None = _CURRENT,
     library: TrtLibrary | None = None,
 ) -> dict[str, Any]:
     """Refuse an engine that does not fit: one-line :class:`SidecarMismatch` with the rebuild

@@ -40,7 +40,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from seg_perception.inference.base import PRECISION_CHOICES
 from seg_perception.export.onnx import (
     INPUT_NAME,
     OPSET,
@@ -54,6 +53,7 @@ from seg_perception.export.onnx import (
     save_with_metadata,
     weights_fingerprint,
 )
+from seg_perception.inference.base import PRECISION_CHOICES
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,7 @@ ROI_INPUT = "roi_features"
 BOX_OUTPUTS = ("class_logits", "box_regression")
 MASK_OUTPUTS = ("mask_logits",)
 GRAPH_FORMAT = "seg_perception.instance_{part}/1"
+
 
 # Detection matching of the split path against eager torch (per precision): a torch detection
 # is matched by an unmatched split-path detection of the same class with box IoU >= iou and
@@ -177,8 +178,12 @@ def torch_runners(model: nn.Module) -> dict[str, GraphRunner]:
 
 
 @torch.inference_mode()
-def split_detect(model: nn.Module, frames: np.ndarray, runners: Mapping[str, GraphRunner],
-                 capture: dict[str, list[torch.Tensor]] | None = None) -> list[Any]:
+def split_detect(
+    model: nn.Module,
+    frames: np.ndarray,
+    runners: Mapping[str, GraphRunner],
+    capture: dict[str, list[torch.Tensor]] | None = None,
+) -> list[Any]:
     """Detections per frame, the graphs run by ``runners``, everything else by torchvision.
 
     frames: uint8 (N, H, W, 3) RGB at the model input size. Returns one
@@ -246,11 +251,12 @@ def _run_rois(runner: GraphRunner, rois: torch.Tensor, empty: Sequence[tuple[int
     return [torch.as_tensor(o) for o in runner(rois.contiguous())]
 
 
-def ort_runners(paths: Mapping[str, str | Path], optimize: Mapping[str, bool] | None = None,
-                threads: int | None = None) -> dict[str, GraphRunner]:
+def ort_runners(
+    paths: Mapping[str, str | Path], optimize: Mapping[str, bool] | None = None, threads: int | None = None
+) -> dict[str, GraphRunner]:
     """ONNX Runtime (CPU) executors of the three graphs."""
-    from seg_perception.inference.onnxruntime_backend import import_onnxruntime
     from seg_perception.export.onnx import cpu_threads
+    from seg_perception.inference.onnxruntime_backend import import_onnxruntime
 
     ort = import_onnxruntime()
     runners: dict[str, GraphRunner] = {}
@@ -296,9 +302,11 @@ class MatchReport:
         return 1.0 if n == 0 else self.matched / n
 
     def __str__(self) -> str:
-        return (f"{self.matched}/{self.reference} torch detections matched by {self.candidate} "
-                f"({self.fraction:.1%}), max score diff {self.max_score_diff:.4f}, "
-                f"min mask agreement {self.min_mask_agreement:.3f}")
+        return (
+            f"{self.matched}/{self.reference} torch detections matched by {self.candidate} "
+            f"({self.fraction:.1%}), max score diff {self.max_score_diff:.4f}, "
+            f"min mask agreement {self.min_mask_agreement:.3f}"
+        )
 
 
 def match_detections(reference: Sequence[Any], candidate: Sequence[Any], gate: MatchGate) -> MatchReport:
@@ -360,14 +368,29 @@ def configure_for_size(model: nn.Module, input_size: tuple[int, int]) -> nn.Modu
 # --------------------------------------------------------------------------- export
 
 
-def _export_graph(module: nn.Module, dummy: torch.Tensor, path: Path, inputs: list[str], outputs: list[str],
-                  dynamic: dict[str, dict[int, str]]) -> None:
+def _export_graph(
+    module: nn.Module,
+    dummy: torch.Tensor,
+    path: Path,
+    inputs: list[str],
+    outputs: list[str],
+    dynamic: dict[str, dict[int, str]],
+) -> None:
     try:
         with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
             warnings.simplefilter("ignore")
-            torch.onnx.export(module, (dummy,), str(path), dynamo=False, opset_version=OPSET, input_names=inputs,
-                              output_names=outputs, dynamic_axes=dynamic, do_constant_folding=True)
-    except Exception as err:  # noqa: BLE001 - the exporter raises many types
+            torch.onnx.export(
+                module,
+                (dummy,),
+                str(path),
+                dynamo=False,
+                opset_version=OPSET,
+                input_names=inputs,
+                output_names=outputs,
+                dynamic_axes=dynamic,
+                do_constant_folding=True,
+            )
+    except Exception as err:
         raise OnnxExportError(f"torch.onnx.export of {path.stem} failed: {err}") from err
 
 
@@ -405,9 +428,13 @@ def export_instance_onnx(
         raise OnnxExportError(f"precision {precision!r} is not one of {list(PRECISION_CHOICES)}")
     height, width = (int(v) for v in input_size)
     if height <= 0 or width <= 0 or height % 32 or width % 32:
-        raise OnnxExportError(f"instance export needs an input size in multiples of 32, got {width}x{height} (width x height)")
+        raise OnnxExportError(
+            f"instance export needs an input size in multiples of 32, got {width}x{height} (width x height)"
+        )
     if precision == "int8" and calib_frames is None:
-        raise OnnxExportError("int8 export needs calibration frames (uint8 (N, H, W, 3) at the input size, from the target domain)")
+        raise OnnxExportError(
+            "int8 export needs calibration frames (uint8 (N, H, W, 3) at the input size, from the target domain)"
+        )
     if set(paths) != set(PARTS):
         raise OnnxExportError(f"paths must name the parts {list(PARTS)}, got {sorted(paths)}")
     gate = gate or MATCH_GATES[precision]
@@ -419,7 +446,9 @@ def export_instance_onnx(
         check_frames = scene_frames((height, width), count=4, seed=20_000)
     check_frames = np.ascontiguousarray(check_frames)
     if check_frames.shape[1:] != (height, width, 3) or check_frames.dtype != np.uint8:
-        raise OnnxExportError(f"check frames must be uint8 (N, {height}, {width}, 3), got {check_frames.dtype} {check_frames.shape}")
+        raise OnnxExportError(
+            f"check frames must be uint8 (N, {height}, {width}, 3), got {check_frames.dtype} {check_frames.shape}"
+        )
     io = graph_io(model)
     started = time.perf_counter()
     reference = eager_detect(model, check_frames)
@@ -428,7 +457,11 @@ def export_instance_onnx(
     with tempfile.TemporaryDirectory(prefix="seg_inst_onnx_") as tmp:
         work = Path(tmp)
         fp32 = {part: work / f"fp32.{part}.onnx" for part in PARTS}
-        graphs = {"backbone": BackboneRpnGraph(model), "box_head": BoxHeadGraph(model), "mask_head": MaskHeadGraph(model)}
+        graphs = {
+            "backbone": BackboneRpnGraph(model),
+            "box_head": BoxHeadGraph(model),
+            "mask_head": MaskHeadGraph(model),
+        }
         dummies = {
             "backbone": torch.from_numpy(check_frames[:1].copy()),
             "box_head": torch.randn(3, channels, 7, 7),
@@ -440,11 +473,15 @@ def export_instance_onnx(
             dynamic = {name: {0: axis} for name in [*inputs, *outputs]}
             _export_graph(graphs[part].eval(), dummies[part], fp32[part], inputs, outputs, dynamic)
 
-        fp32_report = match_detections(reference, split_detect(model, check_frames, ort_runners(fp32)), MATCH_GATES["fp32"])
+        fp32_report = match_detections(
+            reference, split_detect(model, check_frames, ort_runners(fp32)), MATCH_GATES["fp32"]
+        )
         fp32_gate = MATCH_GATES["fp32"] if precision != "fp32" else gate
         if fp32_report.fraction < fp32_gate.fraction:
-            raise OnnxExportError(f"fp32 split graphs disagree with torch: {fp32_report} (< {fp32_gate.fraction:.0%}); "
-                                  "refusing to write them")
+            raise OnnxExportError(
+                f"fp32 split graphs disagree with torch: {fp32_report} (< {fp32_gate.fraction:.0%}); "
+                "refusing to write them"
+            )
 
         final = fp32
         if precision != "fp32":
@@ -463,20 +500,25 @@ def export_instance_onnx(
                 if precision == "fp16":
                     _autocast_fp16(fp32[part], final[part], {name: _spread(data, 4)}, work)
                 else:
-                    _quantize_int8(fp32[part], final[part], {name: _spread(data, 64)}, calibration_method,
-                                   int8_high_precision)
+                    _quantize_int8(
+                        fp32[part], final[part], {name: _spread(data, 64)}, calibration_method, int8_high_precision
+                    )
         kind = {"precision": precision, "int8_high_precision": int8_high_precision}
         report = fp32_report
         if final is not fp32:
             optimize = dict.fromkeys(PARTS, ort_optimizations_safe(kind))
             report = match_detections(reference, split_detect(model, check_frames, ort_runners(final, optimize)), gate)
             if report.fraction < gate.fraction:
-                raise OnnxExportError(f"{precision} split graphs disagree with torch fp32: {report} "
-                                      f"(< {gate.fraction:.0%}); refusing to write them")
+                raise OnnxExportError(
+                    f"{precision} split graphs disagree with torch fp32: {report} "
+                    f"(< {gate.fraction:.0%}); refusing to write them"
+                )
         if report.reference == 0:
-            log.warning("instance export check: the model makes no detection on the check frames at score "
-                        "threshold %.3f (untrained weights?): only the graphs' execution was compared",
-                        model.roi_heads.score_thresh)
+            log.warning(
+                "instance export check: the model makes no detection on the check frames at score "
+                "threshold %.3f (untrained weights?): only the graphs' execution was compared",
+                model.roi_heads.score_thresh,
+            )
 
         common = {
             "precision": precision,
@@ -509,8 +551,14 @@ def export_instance_onnx(
             for p in written.values():
                 p.unlink(missing_ok=True)
             raise
-    log.info("exported the %s instance split (%dx%d width x height) in %.1f s: %s", precision, width, height,
-             time.perf_counter() - started, report)
+    log.info(
+        "exported the %s instance split (%dx%d width x height) in %.1f s: %s",
+        precision,
+        width,
+        height,
+        time.perf_counter() - started,
+        report,
+    )
     return written
 
 
@@ -522,8 +570,9 @@ def _spread(data: np.ndarray, limit: int) -> np.ndarray:
     return np.ascontiguousarray(data[pick])
 
 
-def instance_onnx_matches(paths: Mapping[str, str | Path], model: nn.Module | None, precision: str,
-                          input_size: tuple[int, int] | None = None) -> str | None:
+def instance_onnx_matches(
+    paths: Mapping[str, str | Path], model: nn.Module | None, precision: str, input_size: tuple[int, int] | None = None
+) -> str | None:
     """Why the split graphs at ``paths`` cannot serve ``model`` in ``precision`` (None = they can)."""
     fingerprint = weights_fingerprint(model) if model is not None else None
     for part in PARTS:
@@ -536,7 +585,9 @@ def instance_onnx_matches(paths: Mapping[str, str | Path], model: nn.Module | No
         if meta.get("precision") != precision:
             return f"{p} is a {meta.get('precision')} graph, {precision} was asked for"
         if input_size is not None and meta.get("input_size") != f"{input_size[0]}x{input_size[1]}":
-            return f"{p} is for input size {meta.get('input_size')} (HxW), {input_size[0]}x{input_size[1]} was asked for"
+            return (
+                f"{p} is for input size {meta.get('input_size')} (HxW), {input_size[0]}x{input_size[1]} was asked for"
+            )
         if fingerprint is not None and meta.get("weights_sha256") != fingerprint:
             return f"{p} was exported from other weights than the model being served"
     return None
@@ -570,12 +621,16 @@ def build_instance_engines(
 
     missing = [str(onnx_paths[part]) for part in PARTS if not Path(onnx_paths[part]).is_file()]
     if missing:
-        raise EngineBuildError(f"instance split graphs not found: {', '.join(missing)}; export them: "
-                               f"seg-perception export --model instance --precision {precision}")
+        raise EngineBuildError(
+            f"instance split graphs not found: {', '.join(missing)}; export them: "
+            f"seg-perception export --model instance --precision {precision}"
+        )
     meta = read_onnx_metadata(onnx_paths["backbone"])
     if not str(meta.get("format", "")).startswith("seg_perception.instance_"):
-        raise OnnxExportError(f"{onnx_paths['backbone']} is not an instance split graph; export it: "
-                              f"seg-perception export --model instance --precision {precision}")
+        raise OnnxExportError(
+            f"{onnx_paths['backbone']} is not an instance split graph; export it: "
+            f"seg-perception export --model instance --precision {precision}"
+        )
     height, _, width = meta["input_size"].partition("x")
     h, w, c = int(height), int(width), int(meta["roi_channels"])
     post_nms, dets = int(meta["rpn_post_nms_top_n"]), int(meta["detections_per_img"])
@@ -584,16 +639,31 @@ def build_instance_engines(
     profiles = {
         "backbone": {INPUT_NAME: ((1, h, w, 3), (opt_batch, h, w, 3), (max_batch, h, w, 3))},
         "box_head": {ROI_INPUT: ((1, c, 7, 7), (min(post_nms * opt_batch, max_rois), c, 7, 7), (max_rois, c, 7, 7))},
-        "mask_head": {ROI_INPUT: ((1, c, 14, 14), (min(dets * opt_batch, max_detections), c, 14, 14),
-                                  (max_detections, c, 14, 14))},
+        "mask_head": {
+            ROI_INPUT: ((1, c, 14, 14), (min(dets * opt_batch, max_detections), c, 14, 14), (max_detections, c, 14, 14))
+        },
     }
-    rebuild = (f"seg-perception build-engine --model instance --precision {precision} "
-               f"--engines-dir {Path(engine_paths['backbone']).parent} --opt-batch {opt_batch} "
-               f"--max-batch {max_batch}" + (f" --library {library}" if library else "")
-               + "".join(f" --rtx-target {t}" for t in rtx_targets))
+    rebuild = (
+        f"seg-perception build-engine --model instance --precision {precision} "
+        f"--engines-dir {Path(engine_paths['backbone']).parent} --opt-batch {opt_batch} "
+        f"--max-batch {max_batch}"
+        + (f" --library {library}" if library else "")
+        + "".join(f" --rtx-target {t}" for t in rtx_targets)
+    )
     sides = {}
     for part in PARTS:
-        sides[part] = build_engine(onnx_paths[part], engine_paths[part], precision, min_batch=1, opt_batch=opt_batch,
-                                   max_batch=max_batch, workspace_mb=workspace_mb, timing_cache=timing_cache,
-                                   rtx_targets=rtx_targets, library=library, profile=profiles[part], rebuild=rebuild)
+        sides[part] = build_engine(
+            onnx_paths[part],
+            engine_paths[part],
+            precision,
+            min_batch=1,
+            opt_batch=opt_batch,
+            max_batch=max_batch,
+            workspace_mb=workspace_mb,
+            timing_cache=timing_cache,
+            rtx_targets=rtx_targets,
+            library=library,
+            profile=profiles[part],
+            rebuild=rebuild,
+        )
     return sides

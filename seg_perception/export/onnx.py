@@ -40,8 +40,8 @@ import torch
 from torch import nn
 
 from seg_perception.errors import BackendError
-from seg_perception.models.semantic import SemanticHead
 from seg_perception.inference.base import PRECISION_CHOICES
+from seg_perception.models.semantic import SemanticHead
 
 log = logging.getLogger(__name__)
 
@@ -180,9 +180,7 @@ def _run_torch(head: nn.Module, frames: np.ndarray, batch: int = 4) -> np.ndarra
 def _check_frames(frames: np.ndarray, input_size: tuple[int, int], what: str) -> np.ndarray:
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[3] != 3 or frames.dtype != np.uint8 or len(frames) == 0:
-        raise OnnxExportError(
-            f"{what} must be a non-empty uint8 array (N, H, W, 3), got {frames.dtype} {frames.shape}"
-        )
+        raise OnnxExportError(f"{what} must be a non-empty uint8 array (N, H, W, 3), got {frames.dtype} {frames.shape}")
     if tuple(frames.shape[1:3]) != tuple(input_size):
         raise OnnxExportError(
             f"{what} are {frames.shape[2]}x{frames.shape[1]} (width x height), the export input size is "
@@ -319,7 +317,7 @@ def _autocast_fp16(
         converted = convert_to_mixed_precision(
             onnx_path=str(src), low_precision_type="fp16", keep_io_types=True, calibration_data=str(npz)
         )
-    except Exception as err:  # noqa: BLE001 - ModelOpt raises many types
+    except Exception as err:
         raise OnnxExportError(f"ModelOpt AutoCast fp16 conversion failed: {err}") from err
     onnx.save(converted, str(dst))
 
@@ -343,7 +341,7 @@ def _quantize_int8(
             output_path=str(dst),
             log_level="WARNING",
         )
-    except Exception as err:  # noqa: BLE001 - ModelOpt raises many types
+    except Exception as err:
         raise OnnxExportError(f"ModelOpt int8 quantization failed: {err}") from err
     if not dst.is_file():
         raise OnnxExportError(f"ModelOpt int8 quantization wrote no file at {dst}")
@@ -411,8 +409,12 @@ def export_semantic_onnx(
     path.parent.mkdir(parents=True, exist_ok=True)
 
     # The graph always computes both outputs; backends fetch the confidence only when asked.
-    head = SemanticHead(copy.deepcopy(model).to("cpu", torch.float32), None if mean is None else tuple(mean),
-                        None if std is None else tuple(std), with_confidence=True).eval()
+    head = SemanticHead(
+        copy.deepcopy(model).to("cpu", torch.float32),
+        None if mean is None else tuple(mean),
+        None if std is None else tuple(std),
+        with_confidence=True,
+    ).eval()
     mean, std = head.normalization()  # what the graph applies; recorded in the ONNX metadata
     if check_frames is None:
         check_frames = verification_frames((height, width), count=4)
@@ -425,7 +427,7 @@ def export_semantic_onnx(
         work = Path(tmp)
         fp32_path = work / "fp32.onnx"
         axes = {0: "batch", 1: "height", 2: "width"} if dynamic_size else {0: "batch"}
-        dynamic_axes = {INPUT_NAME: axes, **{name: axes for name in OUTPUT_NAMES}}
+        dynamic_axes = {INPUT_NAME: axes, **dict.fromkeys(OUTPUT_NAMES, axes)}
         dummy = torch.from_numpy(check_frames[:1].copy())
         try:
             with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
@@ -441,7 +443,7 @@ def export_semantic_onnx(
                     dynamic_axes=dynamic_axes,
                     do_constant_folding=True,
                 )
-        except Exception as err:  # noqa: BLE001 - the exporter raises many types
+        except Exception as err:
             raise OnnxExportError(f"torch.onnx.export failed: {err}") from err
 
         reference = _run_torch(head, check_frames)
@@ -497,7 +499,13 @@ def export_semantic_onnx(
 
     log.info(
         "exported %s (%s, %dx%d width x height): %.4f%% pixels agree with torch fp32 (gate %.2f%%), %.1f s",
-        path, precision, width, height, 100 * agreement, 100 * gate, time.perf_counter() - started,
+        path,
+        precision,
+        width,
+        height,
+        100 * agreement,
+        100 * gate,
+        time.perf_counter() - started,
     )
     return path
 

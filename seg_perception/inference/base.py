@@ -12,8 +12,8 @@ the segmenter uses that path where ``takes_full_frames`` is true and ``run`` els
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np

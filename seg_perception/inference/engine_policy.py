@@ -40,9 +40,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from seg_perception.errors import BackendError, ConfigError
-from seg_perception.resources import import_root
 from seg_perception.export.engine_build import LIBRARIES, TRT_INSTALL, check_sidecar, import_tensorrt, sidecar_path
 from seg_perception.inference.registry import resolve_device
+from seg_perception.resources import import_root
 
 if TYPE_CHECKING:
     from torch import nn
@@ -99,9 +99,7 @@ def resolve_policy(policy: str, backend: str, device: str) -> tuple[str, str]:
     return "build_in_background", "auto on a CUDA GPU"
 
 
-def engine_problem(
-    engine: Path, onnx: Path, precision: str, model: Callable[[], nn.Module] | None
-) -> str | None:
+def engine_problem(engine: Path, onnx: Path, precision: str, model: Callable[[], nn.Module] | None) -> str | None:
     """Why ``engine`` is not a valid engine of these weights (None: it is): missing, sidecar
     mismatch (:func:`check_sidecar`: engine file, precision, library, GPU, ONNX hash), or its
     ONNX exported from other weights or in another precision."""
@@ -115,16 +113,18 @@ def engine_problem(
         return str(err).split("; rebuild it:")[0]
     try:
         reason = onnx_metadata_matches(onnx, model() if model is not None else None, precision)
-    except Exception as err:  # noqa: BLE001 - onnx missing or unreadable file: stale all the same
+    except Exception as err:
         reason = f"cannot read {onnx}: {err}"
     return None if reason is None else f"engine {engine} is stale: {reason}"
 
 
 def build_commands(config: SemanticModelConfig) -> str:
     """The commands that export and build the engine ``config`` looks for."""
-    opts = (f"--precision {config.precision} --engines-dir {config.engines_dir} -p model={config.model} "
-            f"-p input_height={config.input_height} -p input_width={config.input_width}"
-            + (f" -p checkpoint={config.checkpoint}" if config.checkpoint else " -p checkpoint="))
+    opts = (
+        f"--precision {config.precision} --engines-dir {config.engines_dir} -p model={config.model} "
+        f"-p input_height={config.input_height} -p input_width={config.input_width}"
+        + (f" -p checkpoint={config.checkpoint}" if config.checkpoint else " -p checkpoint=")
+    )
     return f"seg-perception export {opts} && seg-perception build-engine {opts}"
 
 
@@ -150,9 +150,7 @@ class EnginePlan:
         return self.effective == "build_in_background" and self.problem is not None
 
 
-def plan_engine(
-    config: SemanticModelConfig, onnx: Path, engine: Path, model: Callable[[], nn.Module]
-) -> EnginePlan:
+def plan_engine(config: SemanticModelConfig, onnx: Path, engine: Path, model: Callable[[], nn.Module]) -> EnginePlan:
     """Decide at start-up; ``require`` without a usable engine is one ConfigError line."""
     effective, why = resolve_policy(config.engine_policy, config.backend, config.device)
     problem = runtime = None
@@ -233,8 +231,14 @@ class BackgroundEngineBuild:
         root = str(import_root())  # this package importable from a checkout too
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
         with open(path, "a") as log_file:  # the child holds its own descriptor
-            self._proc = subprocess.Popen(self.job.command(), stdout=subprocess.PIPE, stderr=log_file,
-                                          stdin=subprocess.DEVNULL, text=True, env=env)
+            self._proc = subprocess.Popen(
+                self.job.command(),
+                stdout=subprocess.PIPE,
+                stderr=log_file,
+                stdin=subprocess.DEVNULL,
+                text=True,
+                env=env,
+            )
         self.started_at = time.monotonic()
         self.state = "building"
         self._thread = threading.Thread(target=self._watch, name="engine-build-watch", daemon=True)
@@ -275,7 +279,7 @@ class BackgroundEngineBuild:
         if self._on_done is not None and not self._stopping:
             try:
                 self._on_done(self)
-            except Exception:  # noqa: BLE001 - a watcher thread must not die silently
+            except Exception:
                 log.exception("engine build: handling the finished build failed")
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -337,9 +341,9 @@ def _exclusive(path: Path) -> Iterator[None]:
 
 def run_job(job: BuildJob) -> dict[str, Any]:
     """Export the ONNX if missing, build the engine if missing or stale; the sidecar."""
-    from seg_perception.models.semantic import build_semantic_model
     from seg_perception.export.engine_build import build_engine
     from seg_perception.export.onnx import export_semantic_onnx, onnx_metadata_matches
+    from seg_perception.models.semantic import build_semantic_model
 
     onnx, engine = Path(job.onnx), Path(job.engine)
     model, _ = build_semantic_model(job.model, job.num_classes, job.checkpoint or None)
@@ -348,14 +352,18 @@ def run_job(job: BuildJob) -> dict[str, Any]:
             return json.loads(sidecar_path(engine).read_text())
         if not onnx.exists():
             if job.precision == "int8":
-                raise BackendError(f"int8 needs calibration frames: export it first: seg-perception export "
-                                   f"--precision int8 --calib FRAMES --out {onnx}")
+                raise BackendError(
+                    f"int8 needs calibration frames: export it first: seg-perception export "
+                    f"--precision int8 --calib FRAMES --out {onnx}"
+                )
             _emit("exporting", onnx=str(onnx))
             export_semantic_onnx(model, onnx, (job.input_height, job.input_width), job.precision)
         reason = onnx_metadata_matches(onnx, model, job.precision)
         if reason is not None:  # never overwrite an export the user made
-            raise BackendError(f"cannot build from {onnx}: {reason}; re-export it: seg-perception export "
-                               f"--precision {job.precision} --out {onnx}")
+            raise BackendError(
+                f"cannot build from {onnx}: {reason}; re-export it: seg-perception export "
+                f"--precision {job.precision} --out {onnx}"
+            )
         _emit("building", engine=str(engine))
         side = build_engine(onnx, engine, job.precision, min_batch=1, opt_batch=1, max_batch=job.max_batch)
         _emit("built", engine=str(engine), seconds=side["build_seconds"])
@@ -375,7 +383,7 @@ def main(argv: list[str] | None = None) -> int:
     _lower_priority()
     try:
         run_job(job)
-    except Exception as err:  # noqa: BLE001 - every failure is one event for the parent
+    except Exception as err:
         log.exception("engine build failed")
         _emit("failed", error=f"{type(err).__name__}: {err}".splitlines()[0])
         return 2

@@ -37,8 +37,9 @@ def resize_frames(frames: torch.Tensor, size: tuple[int, int], order: ColorOrder
         frames = frames.unsqueeze(-1)
     channels = 1 if order is ColorOrder.MONO else 3
     if frames.ndim != 4 or frames.shape[-1] != channels:
-        raise ValueError(f"{order.value} frames must be (N, H, W{', 3' if channels == 3 else ''}), "
-                         f"got {tuple(frames.shape)}")
+        raise ValueError(
+            f"{order.value} frames must be (N, H, W{', 3' if channels == 3 else ''}), got {tuple(frames.shape)}"
+        )
     height, width = size
     if tuple(frames.shape[1:3]) != (height, width):
         x = frames.permute(0, 3, 1, 2).float()  # float32 even for fp16 models: rounding as on the CPU
@@ -47,8 +48,9 @@ def resize_frames(frames: torch.Tensor, size: tuple[int, int], order: ColorOrder
             halve_y, halve_x = h > 2 * height, w > 2 * width
             if not (halve_x or halve_y):
                 break
-            x = F.interpolate(x, size=(h // 2 if halve_y else h, w // 2 if halve_x else w), mode="bilinear",
-                              align_corners=False)
+            x = F.interpolate(
+                x, size=(h // 2 if halve_y else h, w // 2 if halve_x else w), mode="bilinear", align_corners=False
+            )
         if tuple(x.shape[-2:]) != (height, width):
             x = F.interpolate(x, size=(height, width), mode="bilinear", align_corners=False)
         # floor(x + 0.5): round half up like cv2 (torch.round rounds half to even)

@@ -23,8 +23,6 @@ import numpy as np
 from torch import nn
 
 from seg_perception.errors import BackendError, ConfigError
-from seg_perception.pipeline.instance import Detections, TorchInstanceBackend
-from seg_perception.inference.base import PRECISION_CHOICES
 from seg_perception.export.instance import (
     PARTS,
     export_instance_onnx,
@@ -33,6 +31,8 @@ from seg_perception.export.instance import (
     split_detect,
 )
 from seg_perception.export.onnx import ort_optimizations_safe, read_onnx_metadata
+from seg_perception.inference.base import PRECISION_CHOICES
+from seg_perception.pipeline.instance import Detections, TorchInstanceBackend
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +43,9 @@ def _check_frames(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     if frames.ndim != 4 or frames.shape[3] != 3 or frames.dtype != np.uint8:
         raise BackendError(f"frames must be uint8 (N, H, W, 3), got {frames.dtype} {frames.shape}")
     if tuple(frames.shape[1:3]) != tuple(size):
-        raise BackendError(f"frames are {frames.shape[2]}x{frames.shape[1]}, the model takes {size[1]}x{size[0]} "
-                           "(width x height)")
+        raise BackendError(
+            f"frames are {frames.shape[2]}x{frames.shape[1]}, the model takes {size[1]}x{size[0]} (width x height)"
+        )
     return frames
 
 
@@ -58,20 +59,28 @@ class OnnxRuntimeInstanceBackend:
 
     name = "onnxruntime"
 
-    def __init__(self, model: nn.Module, paths: Mapping[str, str | Path], input_size: tuple[int, int],
-                 precision: str = "fp32", threads: int | None = None) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        paths: Mapping[str, str | Path],
+        input_size: tuple[int, int],
+        precision: str = "fp32",
+        threads: int | None = None,
+    ) -> None:
         if precision not in PRECISION_CHOICES:
             raise BackendError(f"precision {precision!r} is not one of {list(PRECISION_CHOICES)}")
         reason = instance_onnx_matches(paths, model, precision, input_size)
         if reason is not None:
-            raise BackendError(f"onnxruntime cannot use the instance split graphs: {reason}; export them: "
-                               f"seg-perception export --model instance --precision {precision}")
+            raise BackendError(
+                f"onnxruntime cannot use the instance split graphs: {reason}; export them: "
+                f"seg-perception export --model instance --precision {precision}"
+            )
         optimize = {part: ort_optimizations_safe(read_onnx_metadata(paths[part])) for part in PARTS}
         try:
             self._runners = ort_runners(paths, optimize, threads)
         except BackendError:
             raise
-        except Exception as err:  # noqa: BLE001 - onnxruntime raises its own types
+        except Exception as err:
             raise BackendError(f"ONNX Runtime cannot load the instance split graphs: {err}") from err
         self.model = model.eval()
         self.paths = {part: Path(paths[part]) for part in PARTS}
@@ -85,20 +94,27 @@ class OnnxRuntimeInstanceBackend:
             return split_detect(self.model, _check_frames(frames, self.input_size), self._runners)
         except BackendError:
             raise
-        except Exception as err:  # noqa: BLE001
+        except Exception as err:
             raise BackendError(f"onnxruntime instance inference failed: {err}") from err
 
     @classmethod
-    def from_model(cls, model: nn.Module, input_size: tuple[int, int], precision: str = "fp32",
-                   paths: Mapping[str, str | Path] | None = None) -> OnnxRuntimeInstanceBackend:
+    def from_model(
+        cls,
+        model: nn.Module,
+        input_size: tuple[int, int],
+        precision: str = "fp32",
+        paths: Mapping[str, str | Path] | None = None,
+    ) -> OnnxRuntimeInstanceBackend:
         """Serve ``model``: graphs at ``paths`` exported from the same weights are used, others
         refused (never overwritten); missing ones are exported (verified) there in fp32/fp16,
         or to a temporary folder without ``paths``. int8 needs calibration frames: refused."""
         if paths is not None and any(Path(p).exists() for p in paths.values()):
             return cls(model, paths, input_size, precision)
         if precision == "int8":
-            raise BackendError("onnxruntime int8 needs int8 split graphs exported with calibration frames; export "
-                               "them: seg-perception export --model instance --precision int8 --calib FRAMES")
+            raise BackendError(
+                "onnxruntime int8 needs int8 split graphs exported with calibration frames; export "
+                "them: seg-perception export --model instance --precision int8 --calib FRAMES"
+            )
         if paths is not None:
             export_instance_onnx(model, paths, input_size, precision)
             return cls(model, paths, input_size, precision)
@@ -108,8 +124,14 @@ class OnnxRuntimeInstanceBackend:
             return cls(model, tmp_paths, input_size, precision)
 
 
-def create_instance_backend(backend: str, model: nn.Module, input_size: tuple[int, int], precision: str,
-                            paths: Mapping[str, str | Path] | None, device: str = "cpu") -> Any:
+def create_instance_backend(
+    backend: str,
+    model: nn.Module,
+    input_size: tuple[int, int],
+    precision: str,
+    paths: Mapping[str, str | Path] | None,
+    device: str = "cpu",
+) -> Any:
     """``torch`` | ``onnxruntime`` | ``auto`` (ONNX Runtime where the split graphs at ``paths``
     exist and fit; else torch, logged)."""
     if backend not in INSTANCE_BACKEND_CHOICES:

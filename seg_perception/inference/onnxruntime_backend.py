@@ -17,7 +17,6 @@ import numpy as np
 from torch import nn
 
 from seg_perception.errors import BackendError
-from seg_perception.inference.base import PRECISION_CHOICES, SemanticOutput
 from seg_perception.export.onnx import (
     ACCEL_INSTALL,
     INPUT_NAME,
@@ -27,6 +26,7 @@ from seg_perception.export.onnx import (
     onnx_metadata_matches,
     ort_optimizations_safe,
 )
+from seg_perception.inference.base import PRECISION_CHOICES, SemanticOutput
 
 log = logging.getLogger(__name__)
 
@@ -49,16 +49,18 @@ def _providers(ort: Any, device: str, cache_dir: Path, precision: str) -> list[A
     available = set(ort.get_available_providers())
     providers: list[Any] = []
     if "TensorrtExecutionProvider" in available and _tensorrt_libs_present():
-        providers.append((
-            "TensorrtExecutionProvider",
-            {
-                "device_id": device_id,
-                "trt_engine_cache_enable": True,
-                "trt_engine_cache_path": str(cache_dir),
-                "trt_fp16_enable": precision in ("fp16", "int8"),
-                "trt_int8_enable": precision == "int8",  # Q/DQ graph: explicit scales, no calibration table
-            },
-        ))
+        providers.append(
+            (
+                "TensorrtExecutionProvider",
+                {
+                    "device_id": device_id,
+                    "trt_engine_cache_enable": True,
+                    "trt_engine_cache_path": str(cache_dir),
+                    "trt_fp16_enable": precision in ("fp16", "int8"),
+                    "trt_int8_enable": precision == "int8",  # Q/DQ graph: explicit scales, no calibration table
+                },
+            )
+        )
     if "CUDAExecutionProvider" in available:
         providers.append(("CUDAExecutionProvider", {"device_id": device_id}))
     return [*providers, "CPUExecutionProvider"]
@@ -109,13 +111,14 @@ class OnnxRuntimeSemanticBackend:
             log.warning(
                 "%s is an int8 graph with fp16 between its Q/DQ nodes (the TensorRT form): ONNX Runtime runs it "
                 "without graph optimisations (slow, see onnx_export.ort_optimizations_safe); for ONNX Runtime "
-                "export int8 with int8_high_precision=fp32", path,
+                "export int8 with int8_high_precision=fp32",
+                path,
             )
         cache_dir = Path(trt_cache_dir) if trt_cache_dir else path.parent / "ort_trt_cache"
         providers = _providers(ort, device, cache_dir, precision)
         try:
             self._session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
-        except Exception as err:  # noqa: BLE001 - onnxruntime raises its own exception types
+        except Exception as err:
             raise BackendError(f"ONNX Runtime cannot load {path}: {err}") from err
         used = self._session.get_providers()
         self.device = "cpu" if used[0] == "CPUExecutionProvider" else device if ":" in device else f"{device}:0"
@@ -145,7 +148,7 @@ class OnnxRuntimeSemanticBackend:
         opts.log_severity_level = 3
         try:
             session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
-        except Exception as err:  # noqa: BLE001
+        except Exception as err:
             raise BackendError(f"ONNX Runtime cannot load {path}: {err}") from err
         raw = session.get_modelmeta().custom_metadata_map
         prefix = "seg_perception."
@@ -187,8 +190,9 @@ class OnnxRuntimeSemanticBackend:
             export_semantic_onnx(model, onnx_path, size, precision, dynamic_size=input_size is None)
             return cls(onnx_path, device, precision)
         with tempfile.TemporaryDirectory(prefix="seg_ort_") as tmp:  # the session keeps the graph in memory
-            path = export_semantic_onnx(model, Path(tmp) / f"semantic_{precision}.onnx", size, precision,
-                                        dynamic_size=input_size is None)
+            path = export_semantic_onnx(
+                model, Path(tmp) / f"semantic_{precision}.onnx", size, precision, dynamic_size=input_size is None
+            )
             return cls(path, device, precision, trt_cache_dir=Path(tempfile.gettempdir()) / "seg_perception_ort_trt")
 
     def run(self, frames: np.ndarray, with_confidence: bool = False) -> SemanticOutput:
@@ -203,6 +207,6 @@ class OnnxRuntimeSemanticBackend:
         names = list(OUTPUT_NAMES) if with_confidence else [OUTPUT_NAMES[0]]
         try:
             outs = self._session.run(names, {INPUT_NAME: np.ascontiguousarray(frames)})
-        except Exception as err:  # noqa: BLE001
+        except Exception as err:
             raise BackendError(f"onnxruntime inference failed: {err}") from err
         return SemanticOutput(outs[0], outs[1] if with_confidence else None)

@@ -31,17 +31,23 @@ class SemanticArtifacts:
 Factory = Callable[[Callable[[], nn.Module], str, str, SemanticArtifacts], SemanticBackend]
 
 
-def _torch(build: Callable[[], nn.Module], device: str, precision: str, artifacts: SemanticArtifacts) -> SemanticBackend:
+def _torch(
+    build: Callable[[], nn.Module], device: str, precision: str, artifacts: SemanticArtifacts
+) -> SemanticBackend:
     return TorchSemanticBackend(build(), device, precision)
 
 
-def _onnxruntime(build: Callable[[], nn.Module], device: str, precision: str, artifacts: SemanticArtifacts) -> SemanticBackend:
+def _onnxruntime(
+    build: Callable[[], nn.Module], device: str, precision: str, artifacts: SemanticArtifacts
+) -> SemanticBackend:
     from seg_perception.inference.onnxruntime_backend import OnnxRuntimeSemanticBackend
 
     return OnnxRuntimeSemanticBackend.from_model(build(), device, precision, artifacts.input_size, artifacts.onnx)
 
 
-def _tensorrt(build: Callable[[], nn.Module], device: str, precision: str, artifacts: SemanticArtifacts) -> SemanticBackend:
+def _tensorrt(
+    build: Callable[[], nn.Module], device: str, precision: str, artifacts: SemanticArtifacts
+) -> SemanticBackend:
     from seg_perception.inference.tensorrt_backend import TensorRTSemanticBackend
 
     if artifacts.engine is None:
@@ -93,8 +99,13 @@ def create_semantic_backend(
             except BackendError as err:
                 skipped.append(f"{candidate}: {err}")
                 continue
-            log.info("backend auto: using %s on %s (%s)%s", candidate, chosen.device, precision,
-                     f"; skipped {'; '.join(skipped)}" if skipped else "")
+            log.info(
+                "backend auto: using %s on %s (%s)%s",
+                candidate,
+                chosen.device,
+                precision,
+                f"; skipped {'; '.join(skipped)}" if skipped else "",
+            )
             return chosen
         raise BackendError(f"backend auto: no backend can run {precision} on {device}: " + "; ".join(skipped))
     return SEMANTIC_BACKENDS[backend](build_model, device, precision, artifacts)

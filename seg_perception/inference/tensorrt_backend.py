@@ -18,17 +18,30 @@ import numpy as np
 import torch
 
 from seg_perception.errors import BackendError
-from seg_perception.inference.base import SemanticOutput
-from seg_perception.export.engine_build import GpuInfo, check_sidecar, import_tensorrt, make_logger, read_sidecar, sidecar_path
+from seg_perception.export.engine_build import (
+    GpuInfo,
+    check_sidecar,
+    import_tensorrt,
+    make_logger,
+    read_sidecar,
+    sidecar_path,
+)
 from seg_perception.export.onnx import INPUT_NAME, OUTPUT_NAMES
+from seg_perception.inference.base import SemanticOutput
 
 log = logging.getLogger(__name__)
 
 
 def _torch_dtype(trt: Any, dtype: Any) -> torch.dtype:
     table = {
-        "UINT8": torch.uint8, "INT8": torch.int8, "INT32": torch.int32, "INT64": torch.int64,
-        "FLOAT": torch.float32, "HALF": torch.float16, "BF16": torch.bfloat16, "BOOL": torch.bool,
+        "UINT8": torch.uint8,
+        "INT8": torch.int8,
+        "INT32": torch.int32,
+        "INT64": torch.int64,
+        "FLOAT": torch.float32,
+        "HALF": torch.float16,
+        "BF16": torch.bfloat16,
+        "BOOL": torch.bool,
     }
     key = str(dtype).rsplit(".", 1)[-1]
     if key not in table:
@@ -50,7 +63,9 @@ class TensorRTSemanticBackend:
         if not device.startswith("cuda"):
             raise BackendError(f"backend tensorrt runs on a CUDA GPU, device {device!r} was asked for")
         if not torch.cuda.is_available():
-            raise BackendError("backend tensorrt needs a CUDA GPU and torch sees none; use backend onnxruntime or torch")
+            raise BackendError(
+                "backend tensorrt needs a CUDA GPU and torch sees none; use backend onnxruntime or torch"
+            )
         if not engine_path.is_file():
             raise BackendError(
                 f"TensorRT engine not found: {engine_path}; build it: seg-perception build-engine --engine {engine_path} ..."
@@ -77,20 +92,33 @@ class TensorRTSemanticBackend:
                 raise BackendError(f"cannot create a TensorRT execution context for {engine_path} (GPU memory?)")
             names = [self._engine.get_tensor_name(i) for i in range(self._engine.num_io_tensors)]
             if sorted(names) != sorted([INPUT_NAME, *OUTPUT_NAMES]):
-                raise BackendError(f"{engine_path} has tensors {names}; expected {INPUT_NAME!r} -> {list(OUTPUT_NAMES)}")
+                raise BackendError(
+                    f"{engine_path} has tensors {names}; expected {INPUT_NAME!r} -> {list(OUTPUT_NAMES)}"
+                )
             _, _, max_shape = self._engine.get_tensor_profile_shape(INPUT_NAME, 0)
             self.max_batch, self._height, self._width = int(max_shape[0]), int(max_shape[1]), int(max_shape[2])
             # Preallocated at the largest batch; a batch of n uses the first n rows (contiguous views).
-            self._input = torch.empty(tuple(max_shape), dtype=_torch_dtype(trt, self._engine.get_tensor_dtype(INPUT_NAME)),
-                                      device=dev)
+            self._input = torch.empty(
+                tuple(max_shape), dtype=_torch_dtype(trt, self._engine.get_tensor_dtype(INPUT_NAME)), device=dev
+            )
             self._outputs = {
-                name: torch.empty((self.max_batch, self._height, self._width),
-                                  dtype=_torch_dtype(trt, self._engine.get_tensor_dtype(name)), device=dev)
+                name: torch.empty(
+                    (self.max_batch, self._height, self._width),
+                    dtype=_torch_dtype(trt, self._engine.get_tensor_dtype(name)),
+                    device=dev,
+                )
                 for name in OUTPUT_NAMES
             }
             self._host_in = torch.empty(tuple(max_shape), dtype=torch.uint8).pin_memory()
-        log.info("tensorrt: %s (%s, %s %s) on %s, batch <= %d", engine_path.name, precision, lib.name, lib.version,
-                 self.device, self.max_batch)
+        log.info(
+            "tensorrt: %s (%s, %s %s) on %s, batch <= %d",
+            engine_path.name,
+            precision,
+            lib.name,
+            lib.version,
+            self.device,
+            self.max_batch,
+        )
 
     @property
     def input_size(self) -> tuple[int, int]:
@@ -141,9 +169,13 @@ def engine_summary(engine_path: str | Path) -> str:
     """One line about an engine from its sidecar (for logs and the CLI)."""
     side = read_sidecar(engine_path)
     gpu = side.get("gpu") or {}
-    where = f"GPU {gpu.get('name')} ({gpu.get('compute_capability')})" if gpu else (
-        f"RTX targets {', '.join(side.get('rtx_targets') or []) or 'default (Ampere+)'}"
+    where = (
+        f"GPU {gpu.get('name')} ({gpu.get('compute_capability')})"
+        if gpu
+        else (f"RTX targets {', '.join(side.get('rtx_targets') or []) or 'default (Ampere+)'}")
     )
-    return (f"{engine_path}: {side['precision']} {side['library']} {side['library_version']}, {where}, "
-            f"batch {side['input']['min'][0]}-{side['input']['max'][0]}, {side['engine']['bytes'] / 1e6:.1f} MB "
-            f"(sidecar {sidecar_path(engine_path).name})")
+    return (
+        f"{engine_path}: {side['precision']} {side['library']} {side['library_version']}, {where}, "
+        f"batch {side['input']['min'][0]}-{side['input']['max'][0]}, {side['engine']['bytes'] / 1e6:.1f} MB "
+        f"(sidecar {sidecar_path(engine_path).name})"
+    )

@@ -10,10 +10,10 @@ import torch
 from torch import nn
 
 from seg_perception.errors import BackendError
-from seg_perception.io.image import DecodedImage
-from seg_perception.models.semantic import SemanticHead
 from seg_perception.inference.base import SemanticOutput
 from seg_perception.inference.torch_runner import TorchFrameRunner
+from seg_perception.io.image import DecodedImage
+from seg_perception.models.semantic import SemanticHead
 
 
 class TorchSemanticBackend:
@@ -26,8 +26,15 @@ class TorchSemanticBackend:
 
     name = "torch"
 
-    def __init__(self, model: nn.Module, device: str, precision: str, *, full_frames: bool | None = None,
-                 cuda_graphs: bool = True) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        device: str,
+        precision: str,
+        *,
+        full_frames: bool | None = None,
+        cuda_graphs: bool = True,
+    ) -> None:
         if precision == "int8":
             raise BackendError("precision int8 needs the onnxruntime or tensorrt backend, not torch")
         if precision == "fp16" and not device.startswith("cuda"):
@@ -53,8 +60,9 @@ class TorchSemanticBackend:
         classes, conf = self._heads[with_confidence](torch.from_numpy(frames))
         return SemanticOutput(classes.numpy(), conf.numpy() if with_confidence else None)
 
-    def run_images(self, images: Sequence[DecodedImage], size: tuple[int, int],
-                   with_confidence: bool = False) -> SemanticOutput:
+    def run_images(
+        self, images: Sequence[DecodedImage], size: tuple[int, int], with_confidence: bool = False
+    ) -> SemanticOutput:
         """Decoded frames of any size and colour order -> class ids at ``size`` = (H, W),
         resized on the inference device (see :mod:`.torch_runner`)."""
         return self.runner.run_images(images, size, with_confidence)

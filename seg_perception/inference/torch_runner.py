@@ -31,9 +31,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from seg_perception.io.image import ColorOrder, DecodedImage
-from seg_perception.inference.gpu_preprocess import resize_frames
 from seg_perception.inference.base import SemanticOutput
+from seg_perception.inference.gpu_preprocess import resize_frames
+from seg_perception.io.image import ColorOrder, DecodedImage
 
 log = logging.getLogger(__name__)
 
@@ -119,8 +119,9 @@ class TorchFrameRunner:
         return len(self._graphs)
 
     # ------------------------------------------------------------------------- entry points
-    def run_images(self, images: Sequence[DecodedImage], size: tuple[int, int],
-                   with_confidence: bool = False) -> SemanticOutput:
+    def run_images(
+        self, images: Sequence[DecodedImage], size: tuple[int, int], with_confidence: bool = False
+    ) -> SemanticOutput:
         """Decoded frames (uint8 RGB/BGR (H, W, 3) or MONO (H, W), sizes may differ) ->
         uint8 (N, height, width) class ids (+ confidence) at ``size`` = (height, width).
         The arrays are the caller's (never reused by a later call)."""
@@ -223,10 +224,14 @@ class TorchFrameRunner:
             # its CUDA calls would fail while we capture.
             with _CAPTURE_LOCK, torch.cuda.graph(graph, stream=self._stream, capture_error_mode="thread_local"):
                 classes, confidence = head(batch)
-        except Exception as err:  # noqa: BLE001 - any capture failure leaves eager execution
+        except Exception as err:
             self._use_graphs = False
-            log.warning("CUDA graph capture failed for batch %s (%s: %s); running the semantic model eagerly",
-                        tuple(batch.shape), type(err).__name__, err)
+            log.warning(
+                "CUDA graph capture failed for batch %s (%s: %s); running the semantic model eagerly",
+                tuple(batch.shape),
+                type(err).__name__,
+                err,
+            )
             return None
         self._graphs[key] = _Graph(graph, classes, confidence)
         return self._graphs[key]

@@ -17,8 +17,7 @@ from rosbags.rosbag2 import Reader, ReaderError, StoragePlugin, Writer
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
 from seg_perception.errors import BagError, ImageError
-from seg_perception.io.image import (DecodedImage, decode_compressed, decode_image, encode_compressed,
-                               encode_image)
+from seg_perception.io.image import DecodedImage, decode_compressed, decode_image, encode_compressed, encode_image
 
 if TYPE_CHECKING:
     from rosbags.interfaces import Connection
@@ -42,9 +41,9 @@ _VISION_MSGS = {
     "vision_msgs/msg/BoundingBox2D": "vision_msgs/Pose2D center\nfloat64 size_x\nfloat64 size_y",
     "vision_msgs/msg/ObjectHypothesis": "string class_id\nfloat64 score",
     "vision_msgs/msg/ObjectHypothesisWithPose": "vision_msgs/ObjectHypothesis hypothesis\n"
-                                                "geometry_msgs/PoseWithCovariance pose",
+    "geometry_msgs/PoseWithCovariance pose",
     "vision_msgs/msg/Detection2D": "std_msgs/Header header\nvision_msgs/ObjectHypothesisWithPose[] results\n"
-                                   "vision_msgs/BoundingBox2D bbox\nstring id",
+    "vision_msgs/BoundingBox2D bbox\nstring id",
     "vision_msgs/msg/Detection2DArray": "std_msgs/Header header\nvision_msgs/Detection2D[] detections",
 }
 for _name, _text in _VISION_MSGS.items():
@@ -73,8 +72,13 @@ def image_message(pixels: np.ndarray, encoding: str, stamp_ns: int, frame_id: st
     """A rosbags Image; ``msg_header`` (copied as is) takes precedence over stamp/frame_id."""
     height, width, step, data = encode_image(pixels, encoding)
     return TYPESTORE.types[IMAGE](
-        header=msg_header if msg_header is not None else header(stamp_ns, frame_id), height=height, width=width,
-        encoding=encoding, is_bigendian=0, step=step, data=np.frombuffer(data, np.uint8),
+        header=msg_header if msg_header is not None else header(stamp_ns, frame_id),
+        height=height,
+        width=width,
+        encoding=encoding,
+        is_bigendian=0,
+        step=step,
+        data=np.frombuffer(data, np.uint8),
     )
 
 
@@ -166,14 +170,20 @@ def camera_connections(reader: Reader, topics: Sequence[str] = ()) -> list[Conne
                 raise BagError(f"topic {topic} is {conn.msgtype}; expected {' or '.join(IMAGE_TYPES)}")
             chosen.append(conn)
         return chosen
-    candidates = [c for c in reader.connections if c.msgtype in IMAGE_TYPES
-                  and not set(c.topic.split("/")) & set(_NOT_CAMERA_PARTS)]
+    candidates = [
+        c
+        for c in reader.connections
+        if c.msgtype in IMAGE_TYPES and not set(c.topic.split("/")) & set(_NOT_CAMERA_PARTS)
+    ]
     if not candidates:
-        raise BagError(f"no camera topic (sensor_msgs Image or CompressedImage) in the bag; topics: "
-                       f"{sorted(by_topic) or 'none'}")
+        raise BagError(
+            f"no camera topic (sensor_msgs Image or CompressedImage) in the bag; topics: {sorted(by_topic) or 'none'}"
+        )
     if len(candidates) > 1:
-        raise BagError(f"several camera topics {sorted(c.topic for c in candidates)}: choose with --topic "
-                       "(repeat it for several cameras)")
+        raise BagError(
+            f"several camera topics {sorted(c.topic for c in candidates)}: choose with --topic "
+            "(repeat it for several cameras)"
+        )
     return candidates
 
 
@@ -189,7 +199,7 @@ def read_messages(reader: Reader, connections: Sequence[Connection]) -> Iterator
             item = next(it)
         except StopIteration:
             return
-        except Exception as err:  # noqa: BLE001 - sqlite3/mcap/struct errors of a damaged file
+        except Exception as err:
             raise BagError(f"bag {reader.path} is damaged or truncated: {type(err).__name__}: {err}") from err
         yield item
 
@@ -207,21 +217,29 @@ def detections_message(msg_header: Any, instances: Sequence[Any]) -> Any:
     one Detection2D per instance, ``id`` = its instance_map value, class and score in results."""
     t = TYPESTORE.types
     geometry = t["geometry_msgs/msg/PoseWithCovariance"](
-        pose=t["geometry_msgs/msg/Pose"](position=t["geometry_msgs/msg/Point"](x=0.0, y=0.0, z=0.0),
-                                         orientation=t["geometry_msgs/msg/Quaternion"](x=0.0, y=0.0, z=0.0, w=1.0)),
+        pose=t["geometry_msgs/msg/Pose"](
+            position=t["geometry_msgs/msg/Point"](x=0.0, y=0.0, z=0.0),
+            orientation=t["geometry_msgs/msg/Quaternion"](x=0.0, y=0.0, z=0.0, w=1.0),
+        ),
         covariance=np.zeros(36, np.float64),
     )
     detections = []
     for inst in instances:
         x0, y0, x1, y1 = inst.bbox
-        centre = t["vision_msgs/msg/Pose2D"](position=t["vision_msgs/msg/Point2D"](x=(x0 + x1) / 2.0, y=(y0 + y1) / 2.0),
-                                             theta=0.0)
+        centre = t["vision_msgs/msg/Pose2D"](
+            position=t["vision_msgs/msg/Point2D"](x=(x0 + x1) / 2.0, y=(y0 + y1) / 2.0), theta=0.0
+        )
         hypothesis = t["vision_msgs/msg/ObjectHypothesisWithPose"](
-            hypothesis=t["vision_msgs/msg/ObjectHypothesis"](class_id=inst.name, score=float(inst.score)), pose=geometry)
-        detections.append(t["vision_msgs/msg/Detection2D"](
-            header=msg_header, results=[hypothesis],
-            bbox=t["vision_msgs/msg/BoundingBox2D"](center=centre, size_x=float(x1 - x0), size_y=float(y1 - y0)),
-            id=str(inst.value)))
+            hypothesis=t["vision_msgs/msg/ObjectHypothesis"](class_id=inst.name, score=float(inst.score)), pose=geometry
+        )
+        detections.append(
+            t["vision_msgs/msg/Detection2D"](
+                header=msg_header,
+                results=[hypothesis],
+                bbox=t["vision_msgs/msg/BoundingBox2D"](center=centre, size_x=float(x1 - x0), size_y=float(y1 - y0)),
+                id=str(inst.value),
+            )
+        )
     return t[DETECTIONS](header=msg_header, detections=detections)
 
 
@@ -235,6 +253,6 @@ def decode_frame(raw: bytes | memoryview, msgtype: str) -> tuple[Any, DecodedIma
     raw formats are a view of ``raw``: no copy. Any fault is an ImageError."""
     try:
         msg = TYPESTORE.deserialize_cdr(raw, msgtype)
-    except Exception as err:  # noqa: BLE001 - rosbags raises assorted errors on malformed CDR
+    except Exception as err:
         raise ImageError(f"malformed {msgtype} message ({type(err).__name__}: {err})") from err
     return msg, decode_compressed(msg) if msgtype == COMPRESSED else decode_image(msg)

@@ -34,8 +34,8 @@ import numpy as np
 from seg_perception.errors import ImageError
 
 __all__ = [
-    "SUPPORTED_ENCODINGS",
     "SUPPORTED_COMPRESSED_FORMATS",
+    "SUPPORTED_ENCODINGS",
     "ColorOrder",
     "DecodedImage",
     "decode_compressed",
@@ -140,9 +140,7 @@ _BAYER: dict[str, int] = {
     "bayer_grbg8": _cv_code("COLOR_BayerGRBG2RGB", "COLOR_BayerGB2RGB"),
 }
 
-SUPPORTED_ENCODINGS: frozenset[str] = frozenset(
-    [*_PACKED, *_YUV422, *_BAYER, "mono16"]
-)
+SUPPORTED_ENCODINGS: frozenset[str] = frozenset([*_PACKED, *_YUV422, *_BAYER, "mono16"])
 """``sensor_msgs/Image`` encodings :func:`decode_image` accepts."""
 
 _SUPPORTED_LIST = ", ".join(sorted(SUPPORTED_ENCODINGS))
@@ -218,10 +216,7 @@ def _check_geometry(msg: Any, encoding: str, buf: np.ndarray) -> tuple[int, int,
     height, width, step = int(msg.height), int(msg.width), int(msg.step)
     bpp = _bytes_per_pixel(encoding)
     if height <= 0 or width <= 0:
-        raise ImageError(
-            f"image must have non-zero size, got height={height} width={width} "
-            f"(encoding {encoding!r})"
-        )
+        raise ImageError(f"image must have non-zero size, got height={height} width={width} (encoding {encoding!r})")
     row_bytes = width * bpp
     if step < row_bytes:
         raise ImageError(
@@ -236,10 +231,7 @@ def _check_geometry(msg: Any, encoding: str, buf: np.ndarray) -> tuple[int, int,
             f"got {buf.size} bytes"
         )
     if encoding in _YUV422 and width % 2:
-        raise ImageError(
-            f"encoding {encoding!r} packs 2 pixels per 4 bytes and needs an even width, "
-            f"got width={width}"
-        )
+        raise ImageError(f"encoding {encoding!r} packs 2 pixels per 4 bytes and needs an even width, got width={width}")
     return height, width, step, bpp
 
 
@@ -270,9 +262,7 @@ def decode_image(msg: Any) -> DecodedImage:
     raw_encoding = str(msg.encoding)
     encoding = raw_encoding.strip().lower()
     if encoding not in SUPPORTED_ENCODINGS:
-        raise ImageError(
-            f"unsupported image encoding {raw_encoding!r}; supported: {_SUPPORTED_LIST}"
-        )
+        raise ImageError(f"unsupported image encoding {raw_encoding!r}; supported: {_SUPPORTED_LIST}")
     buf = _as_uint8_buffer(msg.data)
     height, width, step, bpp = _check_geometry(msg, encoding, buf)
 
@@ -301,9 +291,7 @@ def decode_image(msg: Any) -> DecodedImage:
     try:
         rgb = cv2.cvtColor(src, code)
     except cv2.error as err:
-        raise ImageError(
-            f"cannot convert {width}x{height} {encoding!r} image to RGB: {err}"
-        ) from err
+        raise ImageError(f"cannot convert {width}x{height} {encoding!r} image to RGB: {err}") from err
     return DecodedImage(np.ascontiguousarray(rgb), ColorOrder.RGB)
 
 
@@ -436,8 +424,7 @@ def encode_image(array_in: np.ndarray, encoding: str) -> tuple[int, int, int, ar
     enc = encoding.strip().lower()
     if enc not in _ENCODE_FORMATS:
         raise ImageError(
-            f"cannot encode to {encoding!r}; supported output encodings: "
-            f"{', '.join(sorted(_ENCODE_FORMATS))}"
+            f"cannot encode to {encoding!r}; supported output encodings: {', '.join(sorted(_ENCODE_FORMATS))}"
         )
     itemsize, channels = _ENCODE_FORMATS[enc]
     arr = np.asarray(array_in)
@@ -463,9 +450,7 @@ def encode_image(array_in: np.ndarray, encoding: str) -> tuple[int, int, int, ar
     return height, width, step, data
 
 
-def encode_compressed(
-    array_rgb: np.ndarray, fmt: str = "jpeg", quality: int = 90
-) -> tuple[str, bytes]:
+def encode_compressed(array_rgb: np.ndarray, fmt: str = "jpeg", quality: int = 90) -> tuple[str, bytes]:
     """Compress an RGB (or mono8) image as a ``sensor_msgs/CompressedImage`` payload.
 
     Follows image_transport's convention: colour is stored as a BGR jpeg/png and the format
@@ -489,9 +474,7 @@ def encode_compressed(
     if kind not in SUPPORTED_COMPRESSED_FORMATS:
         raise ImageError(f"unsupported compressed format {fmt!r}; expected 'jpeg' or 'png'")
     arr = np.asarray(array_rgb)
-    if arr.dtype != np.uint8 or not (
-        arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] == 3)
-    ) or arr.size == 0:
+    if arr.dtype != np.uint8 or not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] == 3)) or arr.size == 0:
         raise ImageError(
             "encode_compressed expects a non-empty (H, W, 3) uint8 RGB or (H, W) uint8 array, "
             f"got shape {arr.shape} dtype {arr.dtype}"

@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from seg_perception.io import bags
 from seg_perception.errors import BagError
+from seg_perception.io import bags
 from seg_perception.io.image import decode_image
 from seg_perception.labels import load_label_set
 from seg_perception.metrics.stream import FrameJoiner, StreamEvaluator
@@ -28,8 +28,9 @@ PRED_TOPICS = {
 }
 
 
-def ground_truth_connections(connections: Iterable[Any], namespaces: Iterable[str] | None = None
-                             ) -> dict[int, tuple[str, str]]:
+def ground_truth_connections(
+    connections: Iterable[Any], namespaces: Iterable[str] | None = None
+) -> dict[int, tuple[str, str]]:
     """{connection id: (camera namespace, gt kind)} of the ground-truth topics (of the given
     camera namespaces, or of every camera that has them); a camera needs both images."""
     found: dict[int, tuple[str, str]] = {}
@@ -73,22 +74,32 @@ def evaluate_bags(pred_bag: str | Path, gt_bag: str | Path, labels: str = "citys
         preds = _prediction_connections(pred_reader.connections)
         gts = ground_truth_connections(gt_reader.connections)
         if not gts:
-            raise BagError(f"bag {gt_bag} has no ground-truth topics (<camera>/{bags.GT_LABEL_IDS} and "
-                           f"<camera>/{bags.GT_INSTANCE_IDS})")
+            raise BagError(
+                f"bag {gt_bag} has no ground-truth topics (<camera>/{bags.GT_LABEL_IDS} and "
+                f"<camera>/{bags.GT_INSTANCE_IDS})"
+            )
         pred_ns = {ns for ns, _ in preds.values()}
         preds = {cid: v for cid, v in preds.items() if v[0] in {ns for ns, _ in gts.values()}}
         if not preds:
-            raise BagError(f"bag {pred_bag} has no prediction topics ({', '.join(PRED_TOPICS.values())}) for the "
-                           f"cameras with ground truth {sorted({ns for ns, _ in gts.values()})} "
-                           f"(prediction namespaces: {sorted(pred_ns) or 'none'})")
+            raise BagError(
+                f"bag {pred_bag} has no prediction topics ({', '.join(PRED_TOPICS.values())}) for the "
+                f"cameras with ground truth {sorted({ns for ns, _ in gts.values()})} "
+                f"(prediction namespaces: {sorted(pred_ns) or 'none'})"
+            )
         kinds = {kind for _, kind in preds.values()}
         if "instance_map" not in kinds or "scores" not in kinds:  # AP needs both map and scores
             kinds -= {"instance_map", "scores"}
         evaluator = StreamEvaluator(load_label_set(labels))
         joiner = FrameJoiner(evaluator, tuple(kinds), {ns for ns, kind in gts.values() if kind == "condition"})
         streams = [
-            ((t, 0, c, raw) for c, t, raw in bags.read_messages(gt_reader, [c for c in gt_reader.connections if c.id in gts])),
-            ((t, 1, c, raw) for c, t, raw in bags.read_messages(pred_reader, [c for c in pred_reader.connections if c.id in preds])),
+            (
+                (t, 0, c, raw)
+                for c, t, raw in bags.read_messages(gt_reader, [c for c in gt_reader.connections if c.id in gts])
+            ),
+            (
+                (t, 1, c, raw)
+                for c, t, raw in bags.read_messages(pred_reader, [c for c in pred_reader.connections if c.id in preds])
+            ),
         ]
         for logtime, source, conn, raw in heapq.merge(*streams, key=lambda item: (item[0], item[1])):
             if source == 0:

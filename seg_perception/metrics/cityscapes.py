@@ -79,23 +79,23 @@ from seg_perception.labels import Label, LabelSet, load_label_set
 
 __all__ = [
     "AVG_CLASS_SIZE",
-    "OVERLAPS",
     "MIN_REGION_SIZE",
-    "SemanticEvaluator",
+    "OVERLAPS",
     "InstanceEvaluator",
     "PanopticEvaluator",
-    "evaluate_semantic",
+    "SemanticEvaluator",
     "evaluate_instances",
     "evaluate_panoptic",
-    "write_instance_predictions",
+    "evaluate_semantic",
     "gt_panoptic_segments",
-    "pred_panoptic_segments",
-    "panoptic_categories",
-    "write_panoptic_json",
     "id_to_rgb",
-    "rgb_to_id",
-    "read_png",
+    "panoptic_categories",
     "parse_scores",
+    "pred_panoptic_segments",
+    "read_png",
+    "rgb_to_id",
+    "write_instance_predictions",
+    "write_panoptic_json",
 ]
 
 ArrayOrPath = Union[np.ndarray, str, Path]
@@ -320,8 +320,10 @@ class SemanticEvaluator:
                 raise ConfigError(f"ground truth has unknown label ids {bad[:5]}")
             pmin, pmax = int(p64.min()), int(p64.max())
             if pmin < 0 or pmax >= t.n:
-                raise ConfigError(f"prediction has label ids outside 0..{t.n - 1} (min {pmin}, max {pmax}); "
-                                  "predictions must be label ids, not train ids")
+                raise ConfigError(
+                    f"prediction has label ids outside 0..{t.n - 1} (min {pmin}, max {pmax}); "
+                    "predictions must be label ids, not train ids"
+                )
         counts = np.bincount(g64 * t.n + p64, minlength=t.n * t.n).reshape(t.n, t.n)
         self.conf += counts.astype(np.uint64)
         self.frames += 1
@@ -451,8 +453,9 @@ class SemanticEvaluator:
         }
 
 
-def evaluate_semantic(frames: Iterable[tuple[ArrayOrPath, ArrayOrPath, ArrayOrPath | None]],
-                      label_set: LabelSet | None = None) -> dict:
+def evaluate_semantic(
+    frames: Iterable[tuple[ArrayOrPath, ArrayOrPath, ArrayOrPath | None]], label_set: LabelSet | None = None
+) -> dict:
     """``SemanticEvaluator`` over ``(pred, gt_label_ids, gt_instance_ids)`` triples."""
     ev = SemanticEvaluator(label_set)
     for pred, gt, inst in frames:
@@ -510,8 +513,7 @@ class InstanceEvaluator:
             raise ConfigError("ground-truth instanceIds must be 0..65535")
         return g
 
-    def add(self, gt_instance_ids: ArrayOrPath, instance_map: ArrayOrPath,
-            scores: Mapping | Iterable) -> None:
+    def add(self, gt_instance_ids: ArrayOrPath, instance_map: ArrayOrPath, scores: Mapping | Iterable) -> None:
         """One frame: our instance map (``label_id*1000 + k``, 0 = none) and a score per value.
 
         Every listed value is one prediction (the mask ``instance_map == value``, class
@@ -546,15 +548,21 @@ class InstanceEvaluator:
         pidx_lut[values] = np.arange(values.size)
         kpi = pidx_lut[kp]
         onpred = kpi >= 0
-        void = np.bincount(kpi[onpred & t.value_void[kg]], weights=inter[onpred & t.value_void[kg]],
-                           minlength=values.size).astype(np.int64)
+        void = np.bincount(
+            kpi[onpred & t.value_void[kg]], weights=inter[onpred & t.value_void[kg]], minlength=values.size
+        ).astype(np.int64)
         gi = glut[kg]
         plab = np.append(labels, -1)[kpi]  # -1 picks the sentinel: not a prediction
         pair = onpred & (gi >= 0) & (t.value_label[kg] == plab)
         self._store(gvals, gcounts, labels, confs, pc, void, kpi[pair], gi[pair], inter[pair])
 
-    def add_masks(self, gt_instance_ids: ArrayOrPath, masks: Sequence[np.ndarray],
-                  label_ids: Sequence[int], scores: Sequence[float]) -> None:
+    def add_masks(
+        self,
+        gt_instance_ids: ArrayOrPath,
+        masks: Sequence[np.ndarray],
+        label_ids: Sequence[int],
+        scores: Sequence[float],
+    ) -> None:
         """One frame of arbitrary (possibly overlapping) binary masks with label id and score,
         the official input format in memory. Loops over masks; each mask is vectorised."""
         t = self.t
@@ -584,9 +592,18 @@ class InstanceEvaluator:
             pp.append(np.full(int(same.sum()), k, np.int64))
             pg.append(glut[vals[same]])
             pi.append(cnt[same].astype(np.int64))
-        cat = (lambda xs: np.concatenate(xs) if xs else np.zeros(0, np.int64))
-        self._store(gvals, gcounts, np.array(labs, np.int64), np.array(confs, np.float64), np.array(pcs, np.int64),
-                    np.array(voids, np.int64), cat(pp), cat(pg), cat(pi))
+        cat = lambda xs: np.concatenate(xs) if xs else np.zeros(0, np.int64)
+        self._store(
+            gvals,
+            gcounts,
+            np.array(labs, np.int64),
+            np.array(confs, np.float64),
+            np.array(pcs, np.int64),
+            np.array(voids, np.int64),
+            cat(pp),
+            cat(pg),
+            cat(pi),
+        )
 
     def _store(self, gvals, gcounts, labels, confs, pc, void, pair_p, pair_g, pair_i) -> None:
         self._gt_id.append(gvals.astype(np.int64))
@@ -635,7 +652,7 @@ class InstanceEvaluator:
     def ap_matrix(self) -> np.ndarray:
         """(instance classes, overlaps) AP array: the official ``resultApMatrix[0]``."""
         t = self.t
-        cat = (lambda xs, dt: np.concatenate(xs).astype(dt) if xs else np.zeros(0, dt))
+        cat = lambda xs, dt: np.concatenate(xs).astype(dt) if xs else np.zeros(0, dt)
         gt_id, gt_pc = cat(self._gt_id, np.int64), cat(self._gt_pc, np.int64)
         p_lab, p_conf = cat(self._p_lab, np.int64), cat(self._p_conf, np.float64)
         p_pc, p_void = cat(self._p_pc, np.int64), cat(self._p_void, np.int64)
@@ -702,8 +719,9 @@ class InstanceEvaluator:
         }
 
 
-def evaluate_instances(frames: Iterable[tuple[ArrayOrPath, ArrayOrPath, Mapping | Iterable]],
-                       label_set: LabelSet | None = None) -> dict:
+def evaluate_instances(
+    frames: Iterable[tuple[ArrayOrPath, ArrayOrPath, Mapping | Iterable]], label_set: LabelSet | None = None
+) -> dict:
     """``InstanceEvaluator`` over ``(gt_instance_ids, instance_map, scores)`` triples."""
     ev = InstanceEvaluator(label_set)
     for gt, pm, sc in frames:
@@ -711,8 +729,13 @@ def evaluate_instances(frames: Iterable[tuple[ArrayOrPath, ArrayOrPath, Mapping 
     return ev.result()
 
 
-def write_instance_predictions(out_dir: str | Path, stem: str, instance_map: np.ndarray,
-                               scores: Mapping | Iterable, label_set: LabelSet | None = None) -> Path:
+def write_instance_predictions(
+    out_dir: str | Path,
+    stem: str,
+    instance_map: np.ndarray,
+    scores: Mapping | Iterable,
+    label_set: LabelSet | None = None,
+) -> Path:
     """Write one frame in the official instance-level input format; returns the txt path.
 
     ``out_dir/<stem>.txt`` has one line ``masks/<stem>_<value>.png <label id> <score>`` per
@@ -756,9 +779,15 @@ def panoptic_categories(label_set: LabelSet | None = None) -> list[dict]:
     """The ``categories`` of the official conversion: labels not ignored, by label id."""
     t = _tables(label_set)
     return [
-        {"id": int(lab.id), "name": lab.name, "color": list(lab.color), "supercategory": lab.category,
-         "isthing": 1 if lab.has_instances else 0}
-        for lab in t.all_labels if not lab.ignore_in_eval
+        {
+            "id": int(lab.id),
+            "name": lab.name,
+            "color": list(lab.color),
+            "supercategory": lab.category,
+            "isthing": 1 if lab.has_instances else 0,
+        }
+        for lab in t.all_labels
+        if not lab.ignore_in_eval
     ]
 
 
@@ -832,8 +861,12 @@ def _bbox(pan: np.ndarray, ids: np.ndarray) -> np.ndarray:
     return np.stack([x0, y0, x1 - x0 + 1, y1 - y0 + 1], 1)
 
 
-def write_panoptic_json(out_json: str | Path, frames: Iterable[tuple[str, np.ndarray, dict]],
-                        label_set: LabelSet | None = None, ground_truth: bool = False) -> Path:
+def write_panoptic_json(
+    out_json: str | Path,
+    frames: Iterable[tuple[str, np.ndarray, dict]],
+    label_set: LabelSet | None = None,
+    ground_truth: bool = False,
+) -> Path:
     """Write the COCO panoptic format the official script reads: ``out_json`` plus the PNG
     folder ``out_json`` without ``.json``.
 
@@ -850,12 +883,19 @@ def write_panoptic_json(out_json: str | Path, frames: Iterable[tuple[str, np.nda
     for image_id, pan, seg in frames:
         if ground_truth:
             png = f"{image_id}_gtFine_panoptic.png"
-            images.append({"id": image_id, "width": int(pan.shape[1]), "height": int(pan.shape[0]),
-                           "file_name": f"{image_id}_gtFine_leftImg8bit.png"})
+            images.append(
+                {
+                    "id": image_id,
+                    "width": int(pan.shape[1]),
+                    "height": int(pan.shape[0]),
+                    "file_name": f"{image_id}_gtFine_leftImg8bit.png",
+                }
+            )
             bbox = _bbox(pan, seg["id"])
-            info = [{"id": int(i), "category_id": int(c), "area": int(a), "bbox": [int(v) for v in b],
-                     "iscrowd": int(cr)}
-                    for i, c, a, b, cr in zip(seg["id"], seg["category_id"], seg["area"], bbox, seg["iscrowd"])]
+            info = [
+                {"id": int(i), "category_id": int(c), "area": int(a), "bbox": [int(v) for v in b], "iscrowd": int(cr)}
+                for i, c, a, b, cr in zip(seg["id"], seg["category_id"], seg["area"], bbox, seg["iscrowd"])
+            ]
         else:
             png = f"{image_id}_panoptic.png"
             info = [{"id": int(i), "category_id": int(c)} for i, c in zip(seg["id"], seg["category_id"])]
@@ -963,8 +1003,11 @@ class PanopticEvaluator:
                     vals = {"pq": 0.0, "sq": 0.0, "rq": 0.0}
                 else:
                     n += 1
-                    vals = {"pq": iou / (tp + 0.5 * fp + 0.5 * fn), "sq": iou / tp if tp != 0 else 0.0,
-                            "rq": tp / (tp + 0.5 * fp + 0.5 * fn)}
+                    vals = {
+                        "pq": iou / (tp + 0.5 * fp + 0.5 * fn),
+                        "sq": iou / tp if tp != 0 else 0.0,
+                        "rq": tp / (tp + 0.5 * fp + 0.5 * fn),
+                    }
                     pq += vals["pq"]
                     sq += vals["sq"]
                     rq += vals["rq"]

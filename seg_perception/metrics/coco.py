@@ -29,7 +29,7 @@ from seg_perception.errors import ConfigError
 from seg_perception.labels import LabelSet
 from seg_perception.metrics.cityscapes import ArrayOrPath, _as_array, _tables, parse_scores
 
-__all__ = ["coco_ground_truth", "coco_predictions", "coco_mask_ap", "write_coco_json"]
+__all__ = ["coco_ground_truth", "coco_mask_ap", "coco_predictions", "write_coco_json"]
 
 _CHUNK = 32  # masks encoded per pycocotools call (bounds the (H, W, N) temporary)
 
@@ -47,7 +47,7 @@ def _encode(ids: np.ndarray, values: np.ndarray) -> list[dict]:
     mask_api = _mask_api()
     out: list[dict] = []
     for s in range(0, values.size, _CHUNK):
-        vs = values[s:s + _CHUNK]
+        vs = values[s : s + _CHUNK]
         stack = np.asfortranarray((ids[:, :, None] == vs[None, None, :]).astype(np.uint8))
         out.extend(mask_api.encode(stack))
     return out
@@ -72,21 +72,24 @@ def coco_ground_truth(frames: Iterable[tuple[str, ArrayOrPath]], label_set: Labe
         vals = np.unique(inst)
         vals = vals[(vals <= 65535) & np.isin(t.value_label[np.clip(vals, 0, 65535)], t.inst_ids)]
         for v, rle in zip(vals, _encode(inst, vals)):
-            annotations.append({
-                "id": len(annotations) + 1,
-                "image_id": n,
-                "category_id": int(t.value_label[v]),
-                "segmentation": _rle_json(rle),
-                "area": float(mask_api.area(rle)),
-                "bbox": [float(b) for b in mask_api.toBbox(rle)],
-                "iscrowd": 1 if v < 1000 else 0,
-            })
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": n,
+                    "category_id": int(t.value_label[v]),
+                    "segmentation": _rle_json(rle),
+                    "area": float(mask_api.area(rle)),
+                    "bbox": [float(b) for b in mask_api.toBbox(rle)],
+                    "iscrowd": 1 if v < 1000 else 0,
+                }
+            )
     categories = [{"id": int(i), "name": t.name[i], "supercategory": t.by_id[i].category} for i in t.inst_ids]
     return {"images": images, "annotations": annotations, "categories": categories}
 
 
-def coco_predictions(gt: dict, frames: Iterable[tuple[str, ArrayOrPath, Mapping | Iterable]],
-                     label_set: LabelSet | None = None) -> list[dict]:
+def coco_predictions(
+    gt: dict, frames: Iterable[tuple[str, ArrayOrPath, Mapping | Iterable]], label_set: LabelSet | None = None
+) -> list[dict]:
     """COCO results list from ``(stem, instance map, scores)``: one detection per scored value
     of an instance class whose mask is not empty; ``image_id`` looked up by stem in ``gt``."""
     t = _tables(label_set)
@@ -100,8 +103,14 @@ def coco_predictions(gt: dict, frames: Iterable[tuple[str, ArrayOrPath, Mapping 
         present = set(np.unique(pm).tolist())
         vals = np.array([v for v in sc if v in present and v // 1000 in t.inst_ids], np.int64)
         for v, rle in zip(vals, _encode(pm, vals)):
-            out.append({"image_id": ids[stem], "category_id": int(v // 1000), "segmentation": _rle_json(rle),
-                        "score": float(sc[int(v)])})
+            out.append(
+                {
+                    "image_id": ids[stem],
+                    "category_id": int(v // 1000),
+                    "segmentation": _rle_json(rle),
+                    "score": float(sc[int(v)]),
+                }
+            )
     return out
 
 
@@ -123,8 +132,11 @@ def coco_mask_ap(gt: dict, predictions: Sequence[dict]) -> dict:
             coco_dt = coco_gt.loadRes(copy.deepcopy(list(predictions)))
         else:  # loadRes cannot take an empty list
             coco_dt = COCO()
-            coco_dt.dataset = {"images": copy.deepcopy(gt["images"]), "categories": copy.deepcopy(gt["categories"]),
-                               "annotations": []}
+            coco_dt.dataset = {
+                "images": copy.deepcopy(gt["images"]),
+                "categories": copy.deepcopy(gt["categories"]),
+                "annotations": [],
+            }
             coco_dt.createIndex()
         ev = COCOeval(coco_gt, coco_dt, iouType="segm")
         ev.evaluate()

@@ -40,10 +40,16 @@ from typing import Any, TextIO
 import numpy as np
 
 from seg_perception.errors import ConfigError
-from seg_perception.metrics.cityscapes import InstanceEvaluator, PanopticEvaluator, SemanticEvaluator, parse_scores, read_png
+from seg_perception.metrics.cityscapes import (
+    InstanceEvaluator,
+    PanopticEvaluator,
+    SemanticEvaluator,
+    parse_scores,
+    read_png,
+)
 from seg_perception.metrics.coco import coco_ground_truth, coco_mask_ap, coco_predictions
 
-__all__ = ["evaluate_paths", "main_eval", "format_report"]
+__all__ = ["evaluate_paths", "format_report", "main_eval"]
 
 _GT_SUFFIX = "_gtFine_labelIds.png"
 _GT_INST_SUFFIX = "_gtFine_instanceIds.png"
@@ -121,8 +127,9 @@ def evaluate_paths(pred: Path, gt: Path, json_out: Path | None = None, *, out: T
         if files:
             missing = [s for s in stems if s not in files]
             if missing:
-                raise ConfigError(f"{len(missing)} of {len(stems)} frames lack {_KINDS[kind]} "
-                                  f"(first: {missing[0]}{_KINDS[kind]})")
+                raise ConfigError(
+                    f"{len(missing)} of {len(stems)} frames lack {_KINDS[kind]} (first: {missing[0]}{_KINDS[kind]})"
+                )
     if bool(preds["instances"]) != bool(preds["scores"]):
         have, lack = ("_instances.png", "_instances.json")
         if not preds["instances"]:
@@ -145,8 +152,10 @@ def evaluate_paths(pred: Path, gt: Path, json_out: Path | None = None, *, out: T
                 values = np.unique(imap)
                 unscored = [int(v) for v in values if v != 0 and int(v) not in scores]
                 if unscored:
-                    raise ConfigError(f"instance value {unscored[0]} of {preds['instances'][s].name} has no score in "
-                                      f"{preds['scores'][s].name}")
+                    raise ConfigError(
+                        f"instance value {unscored[0]} of {preds['instances'][s].name} has no score in "
+                        f"{preds['scores'][s].name}"
+                    )
                 ins.add(inst, imap, scores)
                 coco_gt_frames.append((s, inst))
                 coco_pred_frames.append((s, imap, scores))
@@ -161,8 +170,10 @@ def evaluate_paths(pred: Path, gt: Path, json_out: Path | None = None, *, out: T
         result["semantic"] = sem.result()
     if ins is not None:
         coco_gt = coco_ground_truth(coco_gt_frames)
-        result["instance"] = {"cityscapes": ins.result(),
-                              "coco": coco_mask_ap(coco_gt, coco_predictions(coco_gt, coco_pred_frames))}
+        result["instance"] = {
+            "cityscapes": ins.result(),
+            "coco": coco_mask_ap(coco_gt, coco_predictions(coco_gt, coco_pred_frames)),
+        }
     if pan is not None:
         result["panoptic"] = pan.result()
     if out is not None:
@@ -189,10 +200,16 @@ def format_report(result: dict) -> str:
         lines += [f"{name:<24} {_f(v['iou'])}  {_f(v['iiou'])}" for name, v in sem["classes"].items()]
         lines += ["-" * 37, f"{'mean':<24} {_f(sem['mIoU'])}  {_f(sem['miIoU'])}", ""]
         lines += ["categories                 IoU   iIoU", "-" * 37]
-        lines += [f"{name:<24} {_f(v['iou'])}  {_f(v['iiou'])}" for name, v in sem["categories"].items()
-                  if not (math.isnan(v["iou"]) and math.isnan(v["iiou"]))]
-        lines += ["-" * 37, f"{'mean':<24} {_f(sem['mean_category_iou'])}  {_f(sem['mean_category_iiou'])}",
-                  f"{'pixel accuracy':<24} {_f(sem['pixel_accuracy'])}"]
+        lines += [
+            f"{name:<24} {_f(v['iou'])}  {_f(v['iiou'])}"
+            for name, v in sem["categories"].items()
+            if not (math.isnan(v["iou"]) and math.isnan(v["iiou"]))
+        ]
+        lines += [
+            "-" * 37,
+            f"{'mean':<24} {_f(sem['mean_category_iou'])}  {_f(sem['mean_category_iiou'])}",
+            f"{'pixel accuracy':<24} {_f(sem['pixel_accuracy'])}",
+        ]
     ins = result.get("instance")
     if ins:
         cs = ins["cityscapes"]
@@ -200,8 +217,10 @@ def format_report(result: dict) -> str:
         lines += [f"{name:<24} {_f(v['ap'])}  {_f(v['ap50'])}" for name, v in cs["classes"].items()]
         lines += ["-" * 37, f"{'mean':<24} {_f(cs['AP'])}  {_f(cs['AP50'])}"]
         co = ins["coco"]
-        lines += ["", f"COCO mask AP {_f(co['AP'])}   AP50 {_f(co['AP50'])}   AP75 {_f(co['AP75'])}"
-                      f"   AR100 {_f(co['AR100'])}"]
+        lines += [
+            "",
+            f"COCO mask AP {_f(co['AP'])}   AP50 {_f(co['AP50'])}   AP75 {_f(co['AP75'])}   AR100 {_f(co['AR100'])}",
+        ]
     pan = result.get("panoptic")
     if pan:
         lines += ["", "panoptic                    PQ     SQ     RQ", "-" * 45]
@@ -215,8 +234,10 @@ def format_report(result: dict) -> str:
     conditions = result.get("conditions")
     if conditions:
         lines += ["", "per condition      frames   mIoU  pixel acc", "-" * 43]
-        lines += [f"{name:<18} {v['frames']:6d}  {_f(v['mIoU'], True)}  {_f(v['pixel_accuracy'], True)}"
-                  for name, v in conditions.items()]
+        lines += [
+            f"{name:<18} {v['frames']:6d}  {_f(v['mIoU'], True)}  {_f(v['pixel_accuracy'], True)}"
+            for name, v in conditions.items()
+        ]
     return "\n".join(lines)
 
 

@@ -88,15 +88,20 @@ class StreamEvaluator:
         if self._semantic is not None:
             out["semantic"] = self._semantic.result()
         if self._instance is not None:
-            gt = {"images": self._coco_images, "annotations": self._coco_annotations,
-                  "categories": self._coco_categories}
+            gt = {
+                "images": self._coco_images,
+                "annotations": self._coco_annotations,
+                "categories": self._coco_categories,
+            }
             out["instance"] = {"cityscapes": self._instance.result(), "coco": coco_mask_ap(gt, self._coco_predictions)}
         if self._panoptic is not None:
             out["panoptic"] = self._panoptic.result()
         if self._conditions:
             out["conditions"] = {
-                cond: {"frames": self._condition_frames[cond],
-                       **{k: v for k, v in summarize(conf, self.labels.class_names).items() if k != "iou"}}
+                cond: {
+                    "frames": self._condition_frames[cond],
+                    **{k: v for k, v in summarize(conf, self.labels.class_names).items() if k != "iou"},
+                }
                 for cond, conf in sorted(self._conditions.items())
             }
         return out
@@ -112,8 +117,12 @@ class FrameJoiner:
     (``expected`` prediction kinds, both ground-truth images and, where the bag has it, the
     condition), so only frames in flight are held in memory."""
 
-    def __init__(self, evaluator: StreamEvaluator, expected: tuple[str, ...],
-                 conditions_for: set[str] | frozenset[str] = frozenset()) -> None:
+    def __init__(
+        self,
+        evaluator: StreamEvaluator,
+        expected: tuple[str, ...],
+        conditions_for: set[str] | frozenset[str] = frozenset(),
+    ) -> None:
         self.evaluator = evaluator
         self.expected = tuple(k for k in expected if k in PRED_KINDS)
         self.conditions_for = conditions_for  # namespaces whose bag carries gt/condition
@@ -133,9 +142,13 @@ class FrameJoiner:
 
     def _evaluate(self, entry: dict[str, Any]) -> None:
         self.evaluator.add(
-            entry["label_ids"], entry["instance_ids"], entry.get("condition", ""),
-            class_map=entry.get("class_map"), instance_map=entry.get("instance_map"),
-            scores=entry.get("scores"), panoptic=entry.get("panoptic"),
+            entry["label_ids"],
+            entry["instance_ids"],
+            entry.get("condition", ""),
+            class_map=entry.get("class_map"),
+            instance_map=entry.get("instance_map"),
+            scores=entry.get("scores"),
+            panoptic=entry.get("panoptic"),
         )
         self.matched += 1
 

@@ -35,9 +35,7 @@ class Architecture:
 def _deeplab_mobilenet(num_classes: int, aux: bool) -> nn.Module:
     from torchvision.models.segmentation import deeplabv3_mobilenet_v3_large
 
-    return deeplabv3_mobilenet_v3_large(
-        weights=None, weights_backbone=None, num_classes=num_classes, aux_loss=aux
-    )
+    return deeplabv3_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=num_classes, aux_loss=aux)
 
 
 def _deeplab_resnet50(num_classes: int, aux: bool) -> nn.Module:
@@ -69,7 +67,7 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
         raise CheckpointError(f"checkpoint not found: {p}")
     try:
         raw = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - torch raises many types for a bad file
+    except Exception as err:
         raise CheckpointError(f"checkpoint {p} is not a readable torch file: {err}") from err
     if not isinstance(raw, Mapping):
         raise CheckpointError(f"checkpoint {p} holds a {type(raw).__name__}, expected a state dict")
@@ -152,8 +150,9 @@ def _normalization(meta: dict[str, Any], checkpoint: str | Path) -> tuple[tuple[
     except (TypeError, ValueError) as err:
         raise CheckpointError(f"checkpoint {checkpoint}: meta mean/std must be 3 numbers each ({err})") from err
     if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
-        raise CheckpointError(f"checkpoint {checkpoint}: meta mean/std must be 3 numbers each, std > 0; "
-                              f"got mean {mean}, std {std}")
+        raise CheckpointError(
+            f"checkpoint {checkpoint}: meta mean/std must be 3 numbers each, std > 0; got mean {mean}, std {std}"
+        )
     return mean, std
 
 

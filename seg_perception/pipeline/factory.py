@@ -41,12 +41,14 @@ def instance_from_config(config: InstanceModelConfig) -> InstanceSegmenter:
     if config.backend == "torch" or (config.backend == "auto" and device != "cpu"):
         return InstanceSegmenter.build(config.model, config.labels, config.checkpoint or None, size, **kwargs)
 
-    from seg_perception.inference.instance_backend import create_instance_backend
     from seg_perception.export.instance import instance_artifact_paths
+    from seg_perception.inference.instance_backend import create_instance_backend
 
     engines_dir = config.engines_dir  # resolved against the share directory by the config
-    paths = {part: onnx for part, (onnx, _) in instance_artifact_paths(engines_dir, config.model, size,
-                                                                          config.precision).items()}
+    paths = {
+        part: onnx
+        for part, (onnx, _) in instance_artifact_paths(engines_dir, config.model, size, config.precision).items()
+    }
     segmenter = InstanceSegmenter.build(config.model, config.labels, config.checkpoint or None, size, **kwargs)
     segmenter.backend = create_instance_backend(config.backend, segmenter.model, size, config.precision, paths, device)
     return segmenter

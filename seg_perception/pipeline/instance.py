@@ -40,8 +40,8 @@ from torchvision.models.detection.transform import resize_boxes
 
 from seg_perception.errors import BackendError, ConfigError
 from seg_perception.io.image import DecodedImage, to_rgb
-from seg_perception.models.instance import build_instance_model, instance_class_names
 from seg_perception.labels import Label, LabelSet, load_label_set
+from seg_perception.models.instance import build_instance_model, instance_class_names
 from seg_perception.pipeline.preprocess import resize_batch
 
 log = logging.getLogger(__name__)
@@ -106,9 +106,7 @@ def check_instance_encoding(classes: Sequence[Label], max_instances: int) -> Non
             f"allows at most {MAX_INSTANCES_PER_CLASS} instances per class"
         )
     bad = [
-        f"{c.name} (label id {c.id})"
-        for c in classes
-        if c.id < 1 or c.id * ID_MULTIPLIER + max_instances > UINT16_MAX
+        f"{c.name} (label id {c.id})" for c in classes if c.id < 1 or c.id * ID_MULTIPLIER + max_instances > UINT16_MAX
     ]
     if bad:
         raise ConfigError(
@@ -173,9 +171,7 @@ def instances_from_detections(
     height, width = int(image_size[0]), int(image_size[1])
 
     # Selection: known class, score over threshold, best max_instances by score (stable).
-    valid = np.flatnonzero(
-        (scores_np >= score_threshold) & (labels_np >= 1) & (labels_np <= len(classes))
-    )
+    valid = np.flatnonzero((scores_np >= score_threshold) & (labels_np >= 1) & (labels_np <= len(classes)))
     order = valid[np.argsort(-scores_np[valid], kind="stable")][:max_instances]
 
     # Boxes in output pixels (float32, torchvision's own arithmetic).
@@ -275,15 +271,14 @@ class TorchInstanceBackend:
         model = self.model
         images, _ = model.transform(list(x))
         if any(tuple(s) != self.input_size for s in images.image_sizes):
-            raise BackendError(f"frames of {tuple(frames.shape[1:3])} reach the model as {images.image_sizes}; "
-                               f"it takes {self.input_size}")
+            raise BackendError(
+                f"frames of {tuple(frames.shape[1:3])} reach the model as {images.image_sizes}; "
+                f"it takes {self.input_size}"
+            )
         features = model.backbone(images.tensors)
         proposals, _ = model.rpn(images, features)
         dets, _ = model.roi_heads(features, proposals, images.image_sizes)
-        return [
-            Detections(d["boxes"].cpu(), d["labels"].cpu(), d["scores"].cpu(), d["masks"].cpu())
-            for d in dets
-        ]
+        return [Detections(d["boxes"].cpu(), d["labels"].cpu(), d["scores"].cpu(), d["masks"].cpu()) for d in dets]
 
 
 class InstanceSegmenter:

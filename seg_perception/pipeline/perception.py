@@ -54,8 +54,9 @@ def stuff_score(params: Mapping[str, Any]) -> float:
 class PerceptionCore:
     """Loads the chosen models once; :meth:`run` takes a batch and returns one result per frame."""
 
-    def __init__(self, semantic: SemanticSegmenter | None, instance: InstanceSegmenter | None,
-                 overrides_stuff_score: float = 0.5) -> None:
+    def __init__(
+        self, semantic: SemanticSegmenter | None, instance: InstanceSegmenter | None, overrides_stuff_score: float = 0.5
+    ) -> None:
         if semantic is None and instance is None:
             raise ConfigError("at least one model is needed")
         if semantic is not None and instance is not None and semantic.labels.name != instance.labels.name:
@@ -107,8 +108,9 @@ class PerceptionCore:
             instance = list(self.instance.segment(images))
         return [FrameResult(s, i, self.panoptic(s, i)) for s, i in zip(semantic, instance)]
 
-    def _on_stream(self, model: str, segment: Callable[..., list[Any]], images: Sequence[DecodedImage],
-                   **kwargs: Any) -> list[Any]:
+    def _on_stream(
+        self, model: str, segment: Callable[..., list[Any]], images: Sequence[DecodedImage], **kwargs: Any
+    ) -> list[Any]:
         """``segment(images, **kwargs)`` with ``model``'s CUDA stream as the current stream
         (when it has one), synchronised before the results go to another thread."""
         stream = self._streams.get(model)
@@ -147,8 +149,9 @@ class PerceptionCore:
             out["panoptic"] = self.panoptic_overlay(rgb, result.panoptic, result.instance, alpha)
         return out
 
-    def panoptic_overlay(self, rgb: np.ndarray, panoptic: np.ndarray, instance: InstanceResult,
-                         alpha: float) -> np.ndarray:
+    def panoptic_overlay(
+        self, rgb: np.ndarray, panoptic: np.ndarray, instance: InstanceResult, alpha: float
+    ) -> np.ndarray:
         """Stuff (and unclaimed thing pixels) in class colours, each kept instance in its own
         shade, both read from the panoptic map itself, so the overlay shows what was fused."""
         label_to_train = self.labels.label_to_train_id()

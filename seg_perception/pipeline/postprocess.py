@@ -8,9 +8,7 @@ import cv2
 import numpy as np
 
 
-def upsample_nearest(
-    label_map: np.ndarray, size: tuple[int, int], out: np.ndarray | None = None
-) -> np.ndarray:
+def upsample_nearest(label_map: np.ndarray, size: tuple[int, int], out: np.ndarray | None = None) -> np.ndarray:
     """Nearest-neighbour resize of an (h, w) label map to ``size`` = (height, width).
 
     Mapping (the contract tests check): output pixel (y, x) takes the source pixel whose
@@ -28,8 +26,7 @@ def upsample_nearest(
     if out is not None:
         if out.shape != (height, width) or out.dtype != label_map.dtype or not out.flags.c_contiguous:
             raise ValueError(
-                f"out must be a C-contiguous {(height, width)} {label_map.dtype} array, "
-                f"got {out.shape} {out.dtype}"
+                f"out must be a C-contiguous {(height, width)} {label_map.dtype} array, got {out.shape} {out.dtype}"
             )
         if label_map.shape[:2] == (height, width):
             np.copyto(out, label_map)

@@ -12,9 +12,7 @@ from seg_perception.io.image import ColorOrder, DecodedImage
 _TO_RGB = {ColorOrder.BGR: cv2.COLOR_BGR2RGB, ColorOrder.MONO: cv2.COLOR_GRAY2RGB}
 
 
-def resize_batch(
-    images: Sequence[DecodedImage], size: tuple[int, int], out: np.ndarray | None = None
-) -> np.ndarray:
+def resize_batch(images: Sequence[DecodedImage], size: tuple[int, int], out: np.ndarray | None = None) -> np.ndarray:
     """Resize every frame to ``size`` = (height, width) into one (N, H, W, 3) uint8 RGB batch.
 
     Colour conversion happens after the resize, at the (smaller) model size. ``out`` may be

@@ -11,12 +11,18 @@ from typing import Any
 import numpy as np
 
 from seg_perception.config.records import SemanticModelConfig
-from seg_perception.io.image import DecodedImage, to_rgb
+from seg_perception.export.engine_build import artifact_paths
 from seg_perception.inference import SemanticBackend, create_semantic_backend
 from seg_perception.inference.base import FullFrameBackend
-from seg_perception.export.engine_build import artifact_paths
-from seg_perception.inference.engine_policy import BackgroundEngineBuild, BuildJob, EnginePlan, plan_engine, switch_decision
+from seg_perception.inference.engine_policy import (
+    BackgroundEngineBuild,
+    BuildJob,
+    EnginePlan,
+    plan_engine,
+    switch_decision,
+)
 from seg_perception.inference.registry import SemanticArtifacts, resolve_device
+from seg_perception.io.image import DecodedImage, to_rgb
 from seg_perception.labels import LabelSet, load_label_set
 from seg_perception.models.semantic import build_semantic_model
 from seg_perception.pipeline.postprocess import blend_overlay, message_buffer, upsample_nearest
@@ -37,7 +43,10 @@ class SemanticSegmenter:
     """Batch in, one result per frame out; the same object serves every entry point."""
 
     def __init__(
-        self, config: SemanticModelConfig, backend: SemanticBackend, labels: LabelSet,
+        self,
+        config: SemanticModelConfig,
+        backend: SemanticBackend,
+        labels: LabelSet,
         engine_plan: EnginePlan | None = None,
     ) -> None:
         self.config = config
@@ -112,7 +121,9 @@ class SemanticSegmenter:
         wholly on the new backend; a batch in flight finishes on the old one, which is freed
         after it. ``backend`` must take the same frames (uint8, the model input size)."""
         old, self.backend = self.backend, backend
-        self._notify("info", f"semantic backend switched from {old.name}/{old.device} to {backend.name}/{backend.device}")
+        self._notify(
+            "info", f"semantic backend switched from {old.name}/{old.device} to {backend.name}/{backend.device}"
+        )
         return old
 
     def start_engine_build(self, notify: Callable[[str, str], None] | None = None) -> BackgroundEngineBuild | None:
@@ -126,11 +137,22 @@ class SemanticSegmenter:
         if plan is None or not plan.build or self.engine_build is not None:
             return self.engine_build
         cfg = self.config
-        job = BuildJob(cfg.model, cfg.checkpoint, self.labels.num_classes, cfg.input_height, cfg.input_width,
-                       cfg.precision, str(plan.onnx), str(plan.engine))
+        job = BuildJob(
+            cfg.model,
+            cfg.checkpoint,
+            self.labels.num_classes,
+            cfg.input_height,
+            cfg.input_width,
+            cfg.precision,
+            str(plan.onnx),
+            str(plan.engine),
+        )
         self.engine_build = BackgroundEngineBuild(job, on_done=self._engine_built).start()
-        self._notify("info", f"engine: {plan.problem}; serving on {self.backend.name} while a child process builds "
-                             f"{plan.engine} (log {job.log_path})")
+        self._notify(
+            "info",
+            f"engine: {plan.problem}; serving on {self.backend.name} while a child process builds "
+            f"{plan.engine} (log {job.log_path})",
+        )
         return self.engine_build
 
     def _engine_built(self, build: BackgroundEngineBuild) -> None:
@@ -139,15 +161,16 @@ class SemanticSegmenter:
         assert plan is not None
         took = f"in {build.elapsed:.1f} s"
         if build.state != "built":
-            self._engine_note = (f"build failed {took}: {build.error} (log {build.job.log_path}); "
-                                 f"staying on {self.backend.name}")
+            self._engine_note = (
+                f"build failed {took}: {build.error} (log {build.job.log_path}); staying on {self.backend.name}"
+            )
             self._notify("error", f"engine {self._engine_note}")
             return
         reason = switch_decision(plan, self.config.device)
         if reason is None:
             try:
                 new = open_engine_backend(self.config, plan)
-            except Exception as err:  # noqa: BLE001 - any failure leaves the fallback serving
+            except Exception as err:
                 reason = f"{type(err).__name__}: {err}"
             else:
                 old = self.switch_backend(new)
@@ -164,8 +187,10 @@ class SemanticSegmenter:
         build = self.engine_build
         if build is not None and build.state in ("pending", "exporting", "building"):
             phase = "exporting the ONNX, then building" if build.state == "exporting" else "building"
-            return (f"building: {phase} {plan.engine} ({build.elapsed:.0f} s so far, log {build.job.log_path}); "
-                    f"serving on {self.backend.name} meanwhile")
+            return (
+                f"building: {phase} {plan.engine} ({build.elapsed:.0f} s so far, log {build.job.log_path}); "
+                f"serving on {self.backend.name} meanwhile"
+            )
         if self._engine_note:
             return self._engine_note
         if plan.effective == "never":
@@ -198,8 +223,7 @@ def open_engine_backend(config: SemanticModelConfig, plan: EnginePlan) -> Semant
     engine is found here, off the serving thread, and never switched to."""
     from seg_perception.inference.tensorrt_backend import TensorRTSemanticBackend
 
-    backend = TensorRTSemanticBackend(plan.engine, resolve_device(config.device), config.precision,
-                                      onnx_path=plan.onnx)
+    backend = TensorRTSemanticBackend(plan.engine, resolve_device(config.device), config.precision, onnx_path=plan.onnx)
     backend.run(np.zeros((1, config.input_height, config.input_width, 3), np.uint8))
     return backend
 

@@ -24,8 +24,8 @@ from builtin_interfaces.msg import Time
 from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
 
-from seg_perception.io import bags
 from seg_perception.errors import BagError, ConfigError, SegPerceptionError
+from seg_perception.io import bags
 from seg_perception.ros.parameters import declare_from_defaults
 from seg_perception.ros.qos import qos_profile
 from seg_perception.ros.runner import run_node
@@ -70,8 +70,9 @@ class BagPlayer(Node):
         self.reader = bags.open_bag(p["bag"])
         self.connections = self._select(p["topics"])
         qos = qos_profile(p["qos_reliability"], p["qos_depth"])
-        self.publishers_by_topic = {c.topic: self.create_publisher(message_class(c.msgtype), c.topic, qos)
-                                    for c in self.connections}
+        self.publishers_by_topic = {
+            c.topic: self.create_publisher(message_class(c.msgtype), c.topic, qos) for c in self.connections
+        }
         self.clock_pub = self.create_publisher(Clock, "/clock", 10) if p["clock"] else None
         self.bag_start = self.reader.start_time + round(p["start_offset"] * 1e9)
         self._sim_anchor: tuple[float, int] | None = None  # (wall monotonic, bag ns) while playing
@@ -86,7 +87,8 @@ class BagPlayer(Node):
         self._thread.start()
         self.get_logger().info(
             f"playing {p['bag']} ({len(self.connections)} topics, rate {p['rate']:g}"
-            f"{', loop' if p['loop'] else ''}, from {p['start_offset']:g} s)")
+            f"{', loop' if p['loop'] else ''}, from {p['start_offset']:g} s)"
+        )
 
     def _select(self, topics: list[str]) -> list[Any]:
         by_topic = {c.topic: c for c in self.reader.connections}
@@ -128,7 +130,9 @@ class BagPlayer(Node):
             if not topics:
                 break
             if time.monotonic() > deadline:
-                self.get_logger().error(f"no subscriber on {topics} within {self.p['wait_timeout']:g} s; playing anyway")
+                self.get_logger().error(
+                    f"no subscriber on {topics} within {self.p['wait_timeout']:g} s; playing anyway"
+                )
                 break
             time.sleep(0.05)
         return not self._stop.is_set()

@@ -19,8 +19,8 @@ from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rosbags.rosbag2 import Writer
 
-from seg_perception.io import bags
 from seg_perception.errors import BagError, ConfigError
+from seg_perception.io import bags
 from seg_perception.ros.bag_player import message_class
 from seg_perception.ros.parameters import declare_from_defaults
 from seg_perception.ros.qos import qos_profile
@@ -52,7 +52,7 @@ class BagRecorder(Node):
         self.writer = Writer(Path(p["bag"]), version=8, storage_plugin=bags.STORAGES[p["storage"]])
         self.writer.open()
         self.connections: dict[str, Any] = {}
-        self.counts: dict[str, int] = {t: 0 for t in self.topics}
+        self.counts: dict[str, int] = dict.fromkeys(self.topics, 0)
         self._recording: list[Any] = []
         # A steady timer: under use_sim_time a ROS-time timer would wait for /clock to start.
         self.create_timer(p["discovery_period"], self._discover, clock=Clock(clock_type=ClockType.STEADY_TIME))
@@ -76,12 +76,13 @@ class BagRecorder(Node):
                 continue
             try:
                 self.connections[topic] = self.writer.add_connection(topic, msgtype, typestore=bags.TYPESTORE)
-            except Exception as err:  # noqa: BLE001 - rosbags has no definition of this type
+            except Exception as err:
                 self.get_logger().error(f"cannot record {topic} ({msgtype}): {err}")
                 self.connections[topic] = None
                 continue
             self._recording.append(
-                self.create_subscription(cls, topic, lambda raw, t=topic: self._write(t, raw), self.qos, raw=True))
+                self.create_subscription(cls, topic, lambda raw, t=topic: self._write(t, raw), self.qos, raw=True)
+            )
 
     def _write(self, topic: str, raw: bytes) -> None:
         if self.writer is None:

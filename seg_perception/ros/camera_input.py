@@ -26,8 +26,8 @@ from rclpy.qos import qos_policy_name_from_kind
 from rclpy.subscription import Subscription
 from sensor_msgs.msg import CompressedImage, Image
 
-from seg_perception.io.bags import COMPRESSED, IMAGE
 from seg_perception.config.records import NodeIOConfig
+from seg_perception.io.bags import COMPRESSED, IMAGE
 from seg_perception.ros.input_health import InputState, TopicState, Window
 from seg_perception.ros.qos import AUTO, Offer, describe_offers, matching_reliability, offers_of, qos_profile
 
@@ -81,8 +81,9 @@ class InputTopic:
 class CameraInput:
     """Subscriptions of one camera (topics under ``prefix``), handing raw frames to ``on_frame``."""
 
-    def __init__(self, node: Node, camera: str, prefix: str, io: NodeIOConfig,
-                 on_frame: Callable[[str, str, bytes], None]) -> None:
+    def __init__(
+        self, node: Node, camera: str, prefix: str, io: NodeIOConfig, on_frame: Callable[[str, str, bytes], None]
+    ) -> None:
         self.node, self.camera, self.io, self.on_frame = node, camera, io, on_frame
         self.topics = [InputTopic(prefix + io.image_topic, IMAGE, Image)]
         if io.compressed_topic:
@@ -138,18 +139,25 @@ class CameraInput:
             callback = partial(self._on_message_with_info, topic)
         else:
             callback = partial(self._on_message, topic)
-        events = {"incompatible_qos": partial(self._on_incompatible_qos, topic),
-                  "message_lost": partial(self._on_message_lost, topic),
-                  "incompatible_type": partial(self._on_incompatible_type, topic)}
+        events = {
+            "incompatible_qos": partial(self._on_incompatible_qos, topic),
+            "message_lost": partial(self._on_message_lost, topic),
+            "incompatible_type": partial(self._on_incompatible_type, topic),
+        }
         topic.subscription = self.node.create_subscription(
-            topic.msg_class, topic.name, callback, qos_profile(reliability, self.io.input_depth), raw=True,
+            topic.msg_class,
+            topic.name,
+            callback,
+            qos_profile(reliability, self.io.input_depth),
+            raw=True,
             event_callbacks=SubscriptionEventCallbacks(**{k: v for k, v in events.items() if k in _EVENT_KWARGS}),
         )
         topic.reliability = reliability
         topic.incompatible_policy, topic.incompatible_type = "", False
         self.node.get_logger().info(
             f"input {topic.subscription.topic_name}: {describe_offers(topic.offers)}; subscribed {reliability}"
-            + (" (input_reliability: auto)" if self.io.input_reliability == AUTO else ""))
+            + (" (input_reliability: auto)" if self.io.input_reliability == AUTO else "")
+        )
 
     def refresh(self, buffer_counts: tuple[int, int]) -> None:
         """Look at the publishers again (re-subscribe where ``auto`` wants another reliability)

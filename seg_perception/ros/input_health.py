@@ -68,8 +68,11 @@ def diagnose(state: InputState) -> Verdict:
         return Verdict(OK_LEVEL, "unsubscribed", "input not subscribed (no output has a subscriber)")
     for topic in state.topics:
         if topic.incompatible_type:
-            return Verdict(WARN_LEVEL, "incompatible_type",
-                           f"no frames from {topic.topic}: a publisher offers another message type")
+            return Verdict(
+                WARN_LEVEL,
+                "incompatible_type",
+                f"no frames from {topic.topic}: a publisher offers another message type",
+            )
         if topic.incompatible_policy and state.window.received == 0:
             return Verdict(WARN_LEVEL, "incompatible_qos", _incompatible(topic))
     offers = [o for t in state.topics for o in t.offers]
@@ -78,23 +81,34 @@ def diagnose(state: InputState) -> Verdict:
         return Verdict(OK_LEVEL, "no_publisher", f"waiting for a publisher on {topics}")
     window = state.window
     if window.bad_input and not window.processed:
-        return Verdict(WARN_LEVEL, "bad_input",
-                       f"frames arrive but cannot be decoded ({window.bad_input} in {window.seconds:.0f} s): "
-                       f"{state.last_bad_input}")
+        return Verdict(
+            WARN_LEVEL,
+            "bad_input",
+            f"frames arrive but cannot be decoded ({window.bad_input} in {window.seconds:.0f} s): "
+            f"{state.last_bad_input}",
+        )
     waited = min(state.subscribed_s, state.silent_s)
     if state.silent_s >= state.timeout_s and state.subscribed_s >= state.timeout_s:
         if window.lost:
-            return Verdict(WARN_LEVEL, "lost_in_transport",
-                           f"no frame for {waited:.0f} s although {describe_offers(offers)}: {window.lost} frames "
-                           f"lost in transport; {_loss_hint(state, offers)}")
-        return Verdict(WARN_LEVEL, "silent",
-                       f"no frame for {waited:.0f} s although {describe_offers(offers)} "
-                       "(the camera may have stopped publishing)")
+            return Verdict(
+                WARN_LEVEL,
+                "lost_in_transport",
+                f"no frame for {waited:.0f} s although {describe_offers(offers)}: {window.lost} frames "
+                f"lost in transport; {_loss_hint(state, offers)}",
+            )
+        return Verdict(
+            WARN_LEVEL,
+            "silent",
+            f"no frame for {waited:.0f} s although {describe_offers(offers)} (the camera may have stopped publishing)",
+        )
     if window.lost and window.lost >= window.received:
         share = window.lost / (window.lost + window.received)
-        return Verdict(WARN_LEVEL, "lost_in_transport",
-                       f"{window.lost} of {window.lost + window.received} frames ({share:.0%}) lost in transport "
-                       f"in {window.seconds:.0f} s; {_loss_hint(state, offers)}")
+        return Verdict(
+            WARN_LEVEL,
+            "lost_in_transport",
+            f"{window.lost} of {window.lost + window.received} frames ({share:.0%}) lost in transport "
+            f"in {window.seconds:.0f} s; {_loss_hint(state, offers)}",
+        )
     return Verdict(OK_LEVEL, "ok", "ok")
 
 
@@ -103,8 +117,10 @@ def _incompatible(topic: TopicState) -> str:
     hint = ""
     if policy.upper().startswith("RELIABILITY") and topic.reliability == RELIABLE:
         hint = "; set input_reliability: auto (or best_effort) to match a best-effort camera"
-    return (f"no frames from {topic.topic}: incompatible QoS ({policy}); subscribed {topic.reliability}, "
-            f"{describe_offers(topic.offers)}{hint}")
+    return (
+        f"no frames from {topic.topic}: incompatible QoS ({policy}); subscribed {topic.reliability}, "
+        f"{describe_offers(topic.offers)}{hint}"
+    )
 
 
 def _loss_hint(state: InputState, offers: list[Offer]) -> str:
@@ -116,6 +132,8 @@ def _loss_hint(state: InputState, offers: list[Offer]) -> str:
         return hint + "the camera offers reliable, so set input_reliability: auto (or reliable)"
     hint += "make the camera publish reliable"
     if state.rmem_max is not None and state.rmem_max < WANTED_RECEIVE_BUFFER:
-        hint += (f", or raise net.core.rmem_max (now {state.rmem_max} bytes) to at least "
-                 f"{WANTED_RECEIVE_BUFFER} (sysctl -w net.core.rmem_max={WANTED_RECEIVE_BUFFER})")
+        hint += (
+            f", or raise net.core.rmem_max (now {state.rmem_max} bytes) to at least "
+            f"{WANTED_RECEIVE_BUFFER} (sysctl -w net.core.rmem_max={WANTED_RECEIVE_BUFFER})"
+        )
     return hint + ", or give the camera's process a larger shared-memory segment (README, Behind any camera)"

@@ -16,7 +16,6 @@ def camera_node_launch(executable: str, name: str, params_file: str, lifecycle: 
     ``use_sim_time``, ``lifecycle`` (a managed node; default ``lifecycle``) and ``autostart``
     (configure and activate a managed node at launch; default true).
     """
-    from launch import LaunchDescription
     from launch.actions import DeclareLaunchArgument, EmitEvent, RegisterEventHandler
     from launch.conditions import IfCondition, UnlessCondition
     from launch.events import matches_action
@@ -26,6 +25,8 @@ def camera_node_launch(executable: str, name: str, params_file: str, lifecycle: 
     from launch_ros.events.lifecycle import ChangeState
     from launch_ros.substitutions import FindPackageShare
     from lifecycle_msgs.msg import Transition
+
+    from launch import LaunchDescription
 
     default_params = PathJoinSubstitution([FindPackageShare("seg_perception"), "config", params_file])
     managed = LaunchConfiguration("lifecycle")
@@ -53,8 +54,10 @@ def camera_node_launch(executable: str, name: str, params_file: str, lifecycle: 
     managed_node = LifecycleNode(condition=IfCondition(managed), **node_args)
 
     def transition(transition_id: int, **kwargs: Any) -> EmitEvent:
-        return EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(managed_node),
-                                           transition_id=transition_id), **kwargs)
+        return EmitEvent(
+            event=ChangeState(lifecycle_node_matcher=matches_action(managed_node), transition_id=transition_id),
+            **kwargs,
+        )
 
     return LaunchDescription(
         [
@@ -64,20 +67,28 @@ def camera_node_launch(executable: str, name: str, params_file: str, lifecycle: 
                 "compressed_image", default_value="image_raw/compressed", description="compressed image topic"
             ),
             DeclareLaunchArgument("params_file", default_value=default_params, description="parameter file"),
-            DeclareLaunchArgument("cameras", default_value="[]",
-                                  description="camera namespaces served by one node, e.g. [front, front_left]"),
+            DeclareLaunchArgument(
+                "cameras",
+                default_value="[]",
+                description="camera namespaces served by one node, e.g. [front, front_left]",
+            ),
             DeclareLaunchArgument("use_sim_time", default_value="false", description="use /clock (bag replay)"),
-            DeclareLaunchArgument("lifecycle", default_value=str(lifecycle).lower(),
-                                  description="run as a managed (rclpy.lifecycle) node"),
-            DeclareLaunchArgument("autostart", default_value="true",
-                                  description="configure and activate the managed node at launch"),
+            DeclareLaunchArgument(
+                "lifecycle", default_value=str(lifecycle).lower(), description="run as a managed (rclpy.lifecycle) node"
+            ),
+            DeclareLaunchArgument(
+                "autostart", default_value="true", description="configure and activate the managed node at launch"
+            ),
             plain_node,
             managed_node,
             # Managed: configure at launch, activate once configured (a failed configure stays
             # unconfigured, visible through `ros2 lifecycle get`).
             RegisterEventHandler(
-                OnStateTransition(target_lifecycle_node=managed_node, goal_state="inactive",
-                                  entities=[transition(Transition.TRANSITION_ACTIVATE)]),
+                OnStateTransition(
+                    target_lifecycle_node=managed_node,
+                    goal_state="inactive",
+                    entities=[transition(Transition.TRANSITION_ACTIVATE)],
+                ),
                 condition=IfCondition(LaunchConfiguration("autostart")),
             ),
             transition(Transition.TRANSITION_CONFIGURE, condition=IfCondition(LaunchConfiguration("autostart"))),
@@ -86,8 +97,13 @@ def camera_node_launch(executable: str, name: str, params_file: str, lifecycle: 
 
 
 REPLAY_OUTPUTS = [
-    "semantic/class_map", "semantic/overlay", "instance/instance_map", "instance/detections", "instance/overlay",
-    "panoptic/panoptic_map", "panoptic/overlay",
+    "semantic/class_map",
+    "semantic/overlay",
+    "instance/instance_map",
+    "instance/detections",
+    "instance/overlay",
+    "panoptic/panoptic_map",
+    "panoptic/overlay",
 ]
 
 
@@ -100,11 +116,12 @@ def replay_launch() -> Any:
     The player publishes every topic of the bag and ``/clock``; the recorder writes the
     perception outputs under the namespace.
     """
-    from launch import LaunchDescription
     from launch.actions import DeclareLaunchArgument
     from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
     from launch_ros.actions import Node
     from launch_ros.substitutions import FindPackageShare
+
+    from launch import LaunchDescription
 
     default_params = PathJoinSubstitution([FindPackageShare("seg_perception"), "config", "perception.yaml"])
     namespace = LaunchConfiguration("namespace")
@@ -123,13 +140,15 @@ def replay_launch() -> Any:
                 package="seg_perception",
                 executable="bag_player",
                 name="bag_player",
-                parameters=[{
-                    "bag": LaunchConfiguration("bag"),
-                    "rate": LaunchConfiguration("rate"),
-                    "loop": LaunchConfiguration("loop"),
-                    "start_offset": LaunchConfiguration("start_offset"),
-                    "exit_when_done": False,  # keep /clock alive so the last outputs are recorded
-                }],
+                parameters=[
+                    {
+                        "bag": LaunchConfiguration("bag"),
+                        "rate": LaunchConfiguration("rate"),
+                        "loop": LaunchConfiguration("loop"),
+                        "start_offset": LaunchConfiguration("start_offset"),
+                        "exit_when_done": False,  # keep /clock alive so the last outputs are recorded
+                    }
+                ],
                 output="screen",
             ),
             Node(

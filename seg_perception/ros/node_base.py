@@ -25,8 +25,8 @@ from typing import Any, Protocol
 
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
-from rclpy.lifecycle import LifecycleNode, LifecycleNodeMixin, LifecycleState, TransitionCallbackReturn
 from rclpy.clock import Clock, ClockType
+from rclpy.lifecycle import LifecycleNode, LifecycleNodeMixin, LifecycleState, TransitionCallbackReturn
 from rclpy.node import Node
 from rclpy.publisher import Publisher
 from rclpy.timer import Timer
@@ -34,15 +34,15 @@ from std_msgs.msg import Header
 
 from seg_perception.config.records import InstanceModelConfig, NodeIOConfig, node_defaults
 from seg_perception.errors import ConfigError, ImageError, SegPerceptionError
-from seg_perception.ros.frame_buffer import CameraCounters, LatestFrameBuffer
-from seg_perception.io.bags import decode_frame
-from seg_perception.io.image import DecodedImage
 from seg_perception.export.onnx import cpu_threads, set_cpu_threads
 from seg_perception.inference.registry import resolve_device
-from seg_perception.pipeline.semantic import SemanticSegmenter
+from seg_perception.io.bags import decode_frame
+from seg_perception.io.image import DecodedImage
 from seg_perception.metrics.latency import RollingStats
+from seg_perception.pipeline.semantic import SemanticSegmenter
 from seg_perception.ros.camera_input import CameraInput
 from seg_perception.ros.diagnostics import OK, WARN, diagnostic_status
+from seg_perception.ros.frame_buffer import CameraCounters, LatestFrameBuffer
 from seg_perception.ros.input_health import WARN_LEVEL, Verdict, diagnose
 from seg_perception.ros.parameters import declare_from_defaults
 from seg_perception.ros.qos import describe_offers, qos_profile
@@ -208,7 +208,7 @@ class SegmentationNodeBase(LifecycleNode):
             self.setup_core(self.params)
             self._make_runtime()
             self._check_transport()
-        except Exception as err:  # noqa: BLE001 - a failed transition, the node stays up unconfigured
+        except Exception as err:
             self._last_error = err
             self._release()
             if self.managed:  # a plain node raises it from the constructor instead
@@ -221,8 +221,9 @@ class SegmentationNodeBase(LifecycleNode):
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._stop = threading.Event()  # a fresh event per activation: the old worker has exited
         self.buffer.reopen()
-        self._worker = threading.Thread(target=self._work, args=(self._stop,), name=f"{self.get_name()}-worker",
-                                        daemon=True)
+        self._worker = threading.Thread(
+            target=self._work, args=(self._stop,), name=f"{self.get_name()}-worker", daemon=True
+        )
         self._worker.start()
         if not self.io.lazy:  # lazy: _poll_inputs subscribes the cameras that have listeners
             for channel in self.channels.values():
@@ -263,7 +264,7 @@ class SegmentationNodeBase(LifecycleNode):
         if self.context.ok():
             try:
                 self.trigger_shutdown()  # valid from unconfigured, inactive and active
-            except Exception:  # noqa: BLE001 - e.g. mid-transition; torn down below
+            except Exception:
                 pass
         if not self._finalized:
             self.on_shutdown(LifecycleState(state_id=0, label="unknown"))
@@ -280,8 +281,7 @@ class SegmentationNodeBase(LifecycleNode):
             self.channels[camera] = CameraChannel(camera, prefix, camera_input, self.make_outputs(prefix))
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         # Steady clock: /diagnostics keeps coming (and says why) while a use_sim_time node has no /clock.
-        self._diag_timer = self.create_timer(self.io.diagnostics_period, self._publish_diagnostics,
-                                             clock=self._steady)
+        self._diag_timer = self.create_timer(self.io.diagnostics_period, self._publish_diagnostics, clock=self._steady)
 
     def _check_transport(self) -> None:
         """Say once when the kernel caps the UDP receive buffer below what large frames need."""
@@ -357,8 +357,9 @@ class SegmentationNodeBase(LifecycleNode):
         msgtype, raw, received = item
         try:
             msg, image = decode_frame(raw, msgtype)
-            header = Header(stamp=Time(sec=msg.header.stamp.sec, nanosec=msg.header.stamp.nanosec),
-                            frame_id=msg.header.frame_id)
+            header = Header(
+                stamp=Time(sec=msg.header.stamp.sec, nanosec=msg.header.stamp.nanosec), frame_id=msg.header.frame_id
+            )
             return InputFrame(camera, header, image, received)
         except ImageError as err:
             self.buffer.count(camera, bad_input=1)
@@ -389,7 +390,7 @@ class SegmentationNodeBase(LifecycleNode):
                 self.largest_batch = max(self.largest_batch, len(frames))
             except SegPerceptionError as err:
                 self._inference_failed(err)
-            except Exception as err:  # noqa: BLE001 - keep serving; the error is logged and counted
+            except Exception as err:
                 if stop.is_set():
                     return  # the context went away under us during shutdown
                 self._inference_failed(err)
@@ -442,8 +443,11 @@ class SegmentationNodeBase(LifecycleNode):
             **self.diagnostic_values(),
         }
         values["frames_lost"] = sum(c.input.lost() for c in self.channels.values())
-        camera_warnings = [f"camera {name or '(default)'}: {c.verdict.message}" for name, c in self.channels.items()
-                           if c.verdict is not None and c.verdict.level == WARN_LEVEL]
+        camera_warnings = [
+            f"camera {name or '(default)'}: {c.verdict.message}"
+            for name, c in self.channels.items()
+            if c.verdict is not None and c.verdict.level == WARN_LEVEL
+        ]
         degraded = total["bad_input"] or self.inference_errors
         message = "; ".join(camera_warnings) or ("bad input or inference errors seen" if degraded else "ok")
         # The node summary first: consumers that read one status per node read this one.
@@ -456,12 +460,15 @@ class SegmentationNodeBase(LifecycleNode):
                 values=values,
             )
         ]
-        statuses += [self._camera_status(fqn, name, channel, counters.get(name), str(values.get("device", "")))
-                     for name, channel in self.channels.items()]
+        statuses += [
+            self._camera_status(fqn, name, channel, counters.get(name), str(values.get("device", "")))
+            for name, channel in self.channels.items()
+        ]
         self._diag_pub.publish(DiagnosticArray(header=Header(stamp=self.get_clock().now().to_msg()), status=statuses))
 
-    def _camera_status(self, fqn: str, name: str, channel: CameraChannel, c: CameraCounters | None,
-                       device: str) -> DiagnosticStatus:
+    def _camera_status(
+        self, fqn: str, name: str, channel: CameraChannel, c: CameraCounters | None, device: str
+    ) -> DiagnosticStatus:
         """One camera's status: its counters, its publishers and their QoS, and why it is silent."""
         lat = channel.stats.percentiles_ms()
         verdict = channel.verdict
@@ -511,5 +518,7 @@ def describe_instance(node: Node, cfg: InstanceModelConfig, segmenter: Any = Non
     if not cfg.checkpoint:
         node.get_logger().warning(f"no checkpoint configured for {cfg.model}: UNTRAINED weights, output is meaningless")
     backend = getattr(getattr(segmenter, "backend", None), "name", "torch")
-    return (f"{cfg.model} on {backend}/{resolve_device(cfg.device)}/{cfg.precision}, "
-            f"input {cfg.input_width}x{cfg.input_height}")
+    return (
+        f"{cfg.model} on {backend}/{resolve_device(cfg.device)}/{cfg.precision}, "
+        f"input {cfg.input_width}x{cfg.input_height}"
+    )

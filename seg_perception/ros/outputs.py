@@ -95,7 +95,8 @@ class PerceptionOutputs:
         self.instance.publish(frame, result.instance)
         self.panoptic.publish(image_msg(result.panoptic, frame.header, "mono16"))
         if self.node.io.publish_overlay and self.panoptic_overlay.get_subscription_count() > 0:
-            overlay = self.core.panoptic_overlay(to_rgb(frame.image), result.panoptic, result.instance,
-                                                 self.node.io.overlay_alpha)
+            overlay = self.core.panoptic_overlay(
+                to_rgb(frame.image), result.panoptic, result.instance, self.node.io.overlay_alpha
+            )
             self.panoptic_overlay.publish(image_msg(overlay, frame.header, "rgb8"))
             self.node.count_overlay()

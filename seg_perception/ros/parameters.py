@@ -19,9 +19,7 @@ def declare_from_defaults(node: Node, defaults: dict[str, Any]) -> dict[str, Any
     values: dict[str, Any] = {}
     errors: list[str] = []
     for name, default in defaults.items():
-        descriptor = ParameterDescriptor(
-            read_only=True, description=f"see config file; default {default!r}"
-        )
+        descriptor = ParameterDescriptor(read_only=True, description=f"see config file; default {default!r}")
         try:
             if isinstance(default, list) and all(isinstance(v, str) for v in default):
                 values[name] = _declare_string_array(node, name, default, descriptor)

@@ -24,9 +24,7 @@ class PerceptionNode(SegmentationNodeBase):
         self.core = PerceptionCore.from_params(params)
         self.instance_config = InstanceModelConfig.from_params(section(params, "instance"))
         assert self.core.semantic is not None and self.core.instance is not None
-        self.core_description = (
-            f"{describe_semantic(self, self.core.semantic)} + {describe_instance(self, self.instance_config, self.core.instance)}"
-        )
+        self.core_description = f"{describe_semantic(self, self.core.semantic)} + {describe_instance(self, self.instance_config, self.core.instance)}"
         # engine_policy build_in_background: serve now, build the engine in a child process
         self.core.semantic.start_engine_build(lambda level, msg: getattr(self.get_logger(), level)(msg))
 
@@ -53,8 +51,11 @@ class PerceptionNode(SegmentationNodeBase):
     def diagnostic_values(self) -> dict[str, Any]:
         if self.core is None or self.core.semantic is None:
             return {}
-        return {**self.semantic_diagnostics(self.core.semantic), **self.core.semantic.engine_diagnostics(),
-                **self.instance_diagnostics(self.instance_config, self.core.instance)}
+        return {
+            **self.semantic_diagnostics(self.core.semantic),
+            **self.core.semantic.engine_diagnostics(),
+            **self.instance_diagnostics(self.instance_config, self.core.instance),
+        }
 
 
 def main(args: list[str] | None = None) -> int:

@@ -50,12 +50,14 @@ def offers_of(endpoints: Iterable[object]) -> tuple[Offer, ...]:
     for info in endpoints:
         qos = info.qos_profile  # type: ignore[attr-defined]
         namespace = info.node_namespace.rstrip("/")  # type: ignore[attr-defined]
-        offers.append(Offer(
-            node=f"{namespace}/{info.node_name}",  # type: ignore[attr-defined]
-            reliability=_policy_name(qos.reliability),
-            durability=_policy_name(qos.durability),
-            depth=int(qos.depth),
-        ))
+        offers.append(
+            Offer(
+                node=f"{namespace}/{info.node_name}",  # type: ignore[attr-defined]
+                reliability=_policy_name(qos.reliability),
+                durability=_policy_name(qos.durability),
+                depth=int(qos.depth),
+            )
+        )
     return tuple(offers)
 
 

@@ -23,8 +23,11 @@ from seg_perception.errors import SegPerceptionError
 from seg_perception.ros.transport import use_large_image_profile
 
 
-def run_node(factory: Callable[[], "rclpy.node.Node"], args: list[str] | None = None,
-             until: Callable[["rclpy.node.Node"], bool] | None = None) -> int:
+def run_node(
+    factory: Callable[[], rclpy.node.Node],
+    args: list[str] | None = None,
+    until: Callable[[rclpy.node.Node], bool] | None = None,
+) -> int:
     """Create the node, spin until Ctrl-C (or until ``until(node)`` is true), shut down in order."""
     use_large_image_profile()
     rclpy.init(args=args)

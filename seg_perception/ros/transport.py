@@ -56,6 +56,8 @@ def receive_buffer_warning(limit: int | None) -> str:
     """One log line when the kernel caps our UDP receive buffer below what large frames need."""
     if limit is None or limit >= WANTED_RECEIVE_BUFFER:
         return ""
-    return (f"net.core.rmem_max is {limit} bytes, below the {WANTED_RECEIVE_BUFFER} this node asks for: frames "
-            "from a best-effort camera larger than that can be lost (reliable cameras are not affected); "
-            f"raise it with: sudo sysctl -w net.core.rmem_max={WANTED_RECEIVE_BUFFER}")
+    return (
+        f"net.core.rmem_max is {limit} bytes, below the {WANTED_RECEIVE_BUFFER} this node asks for: frames "
+        "from a best-effort camera larger than that can be lost (reliable cameras are not affected); "
+        f"raise it with: sudo sysctl -w net.core.rmem_max={WANTED_RECEIVE_BUFFER}"
+    )

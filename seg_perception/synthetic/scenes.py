@@ -35,9 +35,9 @@ from __future__ import annotations
 import functools
 import json
 import math
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import cv2
 import numpy as np
@@ -48,10 +48,10 @@ __all__ = [
     "CONDITIONS",
     "SceneParams",
     "SyntheticFrame",
-    "generate_frame",
-    "generate_drive",
-    "write_cityscapes",
     "colorize_label_ids",
+    "generate_drive",
+    "generate_frame",
+    "write_cityscapes",
 ]
 
 CONDITIONS = (
@@ -190,7 +190,7 @@ class SceneParams:
     look_seed: int = 0
 
     @staticmethod
-    def sample(rng: np.random.Generator, condition: str) -> "SceneParams":
+    def sample(rng: np.random.Generator, condition: str) -> SceneParams:
         """Draw a plausible urban/suburban scene."""
         nf = _choose(rng, (1, 2, 2, 3))
         nb = _choose(rng, (0, 1, 1, 2, 2)) if nf < 3 else _choose(rng, (1, 2, 3))
@@ -355,7 +355,11 @@ def _jit(rng: np.random.Generator, col, amount: float = 0.08) -> tuple[int, int,
     a = 2.0 * amount / 3.0
     k = g - amount / 3.0
     r, gg, b = col[0] * (k + a * u0), col[1] * (k + a * u1), col[2] * (k + a * u2)
-    return (0 if r < 0 else 255 if r > 255 else int(r), 0 if gg < 0 else 255 if gg > 255 else int(gg), 0 if b < 0 else 255 if b > 255 else int(b))
+    return (
+        0 if r < 0 else 255 if r > 255 else int(r),
+        0 if gg < 0 else 255 if gg > 255 else int(gg),
+        0 if b < 0 else 255 if b > 255 else int(b),
+    )
 
 
 # faces of a solid given as 8 vertices (bottom quad 0-3, top quad 4-7):
@@ -364,7 +368,7 @@ _FACES = np.array([[3, 2, 1, 0], [4, 5, 6, 7], [0, 1, 5, 4], [1, 2, 6, 5], [2, 3
 _X1, _X2 = [1, 2, 0], [2, 0, 1]
 
 
-def _solid(lo, hi, cam_pos, light: "_Light", cols, obj: int, out: list) -> np.ndarray:
+def _solid(lo, hi, cam_pos, light: _Light, cols, obj: int, out: list) -> np.ndarray:
     """A convex solid between two quads (bottom ``lo`` and top ``hi``, (4, 3) each).
 
     Appends its camera-facing faces to ``out``; ``cols`` is one colour or six (bottom, top,
@@ -385,7 +389,7 @@ def _local(xc: float, zc: float, phi: float, P) -> np.ndarray:
     return out
 
 
-def _solids(V8: np.ndarray, cols: list, objs: list, cam_pos, light: "_Light", out: list) -> np.ndarray:
+def _solids(V8: np.ndarray, cols: list, objs: list, cam_pos, light: _Light, out: list) -> np.ndarray:
     """Batch of convex solids (S, 8, 3): bottom quad then top quad each; see :func:`_solid`.
 
     Appends the camera-facing faces, solid by solid, and returns the (S, 6) face visibility.
@@ -423,7 +427,16 @@ def _inset(q: np.ndarray, u0: float, u1: float, v0: float, v1: float) -> np.ndar
 
 
 def _box8(a0, a1, y0, y1, l0, l1) -> list:
-    return [[a0, y0, l0], [a1, y0, l0], [a1, y0, l1], [a0, y0, l1], [a0, y1, l0], [a1, y1, l0], [a1, y1, l1], [a0, y1, l1]]
+    return [
+        [a0, y0, l0],
+        [a1, y0, l0],
+        [a1, y0, l1],
+        [a0, y0, l1],
+        [a0, y1, l0],
+        [a1, y1, l0],
+        [a1, y1, l1],
+        [a0, y1, l1],
+    ]
 
 
 def _box_local(a0, a1, y0, y1, l0, l1):
@@ -471,7 +484,7 @@ def _flush2d(P: list, pos, e, Q: list, obj: int) -> None:
     V = _plane(pos, e, np.concatenate([q for q, _ in Q]))
     o = 0
     for q, c in Q:
-        P.append((V[o:o + len(q)], c, obj, 0.0))
+        P.append((V[o : o + len(q)], c, obj, 0.0))
         o += len(q)
 
 
@@ -486,18 +499,46 @@ def _facing(cam: _Camera, x: float, z: float) -> tuple[float, float]:
 # palettes
 
 _CAR_COLOURS = [
-    ((232, 232, 230), 5), ((188, 190, 194), 5), ((120, 123, 128), 4), ((28, 29, 33), 5),
-    ((145, 22, 26), 2), ((28, 52, 120), 2), ((22, 70, 42), 1), ((196, 178, 140), 1),
-    ((225, 185, 30), 0.5), ((92, 44, 22), 0.6), ((72, 104, 142), 1), ((200, 90, 30), 0.4),
+    ((232, 232, 230), 5),
+    ((188, 190, 194), 5),
+    ((120, 123, 128), 4),
+    ((28, 29, 33), 5),
+    ((145, 22, 26), 2),
+    ((28, 52, 120), 2),
+    ((22, 70, 42), 1),
+    ((196, 178, 140), 1),
+    ((225, 185, 30), 0.5),
+    ((92, 44, 22), 0.6),
+    ((72, 104, 142), 1),
+    ((200, 90, 30), 0.4),
 ]
 _BUILDING_COLOURS = [
-    (205, 192, 170), (222, 216, 204), (170, 150, 128), (152, 82, 62), (182, 172, 160),
-    (122, 122, 128), (212, 200, 158), (160, 172, 184), (236, 226, 202), (190, 140, 110),
-    (110, 118, 132), (200, 205, 210),
+    (205, 192, 170),
+    (222, 216, 204),
+    (170, 150, 128),
+    (152, 82, 62),
+    (182, 172, 160),
+    (122, 122, 128),
+    (212, 200, 158),
+    (160, 172, 184),
+    (236, 226, 202),
+    (190, 140, 110),
+    (110, 118, 132),
+    (200, 205, 210),
 ]
 _CLOTHES = [
-    (30, 30, 36), (60, 62, 70), (20, 40, 90), (120, 20, 30), (200, 200, 200), (90, 70, 50),
-    (40, 90, 60), (150, 120, 90), (210, 170, 40), (70, 110, 170), (180, 60, 90), (235, 235, 235),
+    (30, 30, 36),
+    (60, 62, 70),
+    (20, 40, 90),
+    (120, 20, 30),
+    (200, 200, 200),
+    (90, 70, 50),
+    (40, 90, 60),
+    (150, 120, 90),
+    (210, 170, 40),
+    (70, 110, 170),
+    (180, 60, 90),
+    (235, 235, 235),
 ]
 _SKIN = [(236, 198, 168), (210, 160, 122), (160, 110, 76), (100, 66, 46), (228, 184, 150)]
 _HAIR = [(30, 22, 18), (60, 40, 25), (120, 90, 50), (190, 160, 110), (90, 90, 90)]
@@ -595,7 +636,7 @@ class _Layout:
 
 
 class _Agent:
-    __slots__ = ("kind", "x", "s", "phi", "speed", "k", "k2", "look", "lane", "phase", "turn_at")
+    __slots__ = ("k", "k2", "kind", "lane", "look", "phase", "phi", "s", "speed", "turn_at", "x")
 
     def __init__(self, kind: str, x: float, s: float, phi: float, speed: float, look: dict, lane=None):
         self.kind, self.x, self.s, self.phi, self.speed, self.look = kind, x, s, phi, speed, look
@@ -611,8 +652,9 @@ class _Agent:
 
     @property
     def label(self) -> int:
-        return {"car": CAR, "truck": TRUCK, "bus": BUS, "person": PERSON, "bicycle": BICYCLE,
-                "motorcycle": MOTORCYCLE}[self.kind]
+        return {"car": CAR, "truck": TRUCK, "bus": BUS, "person": PERSON, "bicycle": BICYCLE, "motorcycle": MOTORCYCLE}[
+            self.kind
+        ]
 
 
 def _vehicle_look(rng: np.random.Generator, kind: str) -> dict:
@@ -626,18 +668,48 @@ def _vehicle_look(rng: np.random.Generator, kind: str) -> dict:
         }[variant]
         u = rng.random(6)
         L, W, H, hb, trunk, hood = (lo + (hi - lo) * v for (lo, hi), v in zip(ranges, u))
-        return dict(L=float(L), W=float(W), H=float(H), hb=float(hb), trunk=float(trunk), hood=float(hood),
-                    variant=variant, col=_jit(rng, _pick(rng, _CAR_COLOURS), 0.05), r=0.31 if variant != "suv" else 0.36,
-                    glass=_jit(rng, (38, 46, 56), 0.15))
+        return dict(
+            L=float(L),
+            W=float(W),
+            H=float(H),
+            hb=float(hb),
+            trunk=float(trunk),
+            hood=float(hood),
+            variant=variant,
+            col=_jit(rng, _pick(rng, _CAR_COLOURS), 0.05),
+            r=0.31 if variant != "suv" else 0.36,
+            glass=_jit(rng, (38, 46, 56), 0.15),
+        )
     if kind == "truck":
-        return dict(L=float(rng.uniform(6.5, 9.5)), W=float(rng.uniform(2.3, 2.5)), H=float(rng.uniform(3.0, 3.7)),
-                    Hc=float(rng.uniform(2.6, 3.0)), col=_jit(rng, _pick(rng, _CAR_COLOURS[:8]), 0.06),
-                    cargo=_jit(rng, [(230, 230, 228), (200, 200, 196), (150, 30, 30), (40, 70, 130), (210, 170, 40), (90, 110, 90)][int(rng.integers(6))], 0.06),
-                    r=0.5, glass=(40, 48, 58))
+        return dict(
+            L=float(rng.uniform(6.5, 9.5)),
+            W=float(rng.uniform(2.3, 2.5)),
+            H=float(rng.uniform(3.0, 3.7)),
+            Hc=float(rng.uniform(2.6, 3.0)),
+            col=_jit(rng, _pick(rng, _CAR_COLOURS[:8]), 0.06),
+            cargo=_jit(
+                rng,
+                [(230, 230, 228), (200, 200, 196), (150, 30, 30), (40, 70, 130), (210, 170, 40), (90, 110, 90)][
+                    int(rng.integers(6))
+                ],
+                0.06,
+            ),
+            r=0.5,
+            glass=(40, 48, 58),
+        )
     if kind == "bus":
-        return dict(L=float(rng.uniform(10.5, 12.5)), W=2.55, H=float(rng.uniform(3.0, 3.3)),
-                    col=_jit(rng, [(235, 200, 40), (230, 230, 228), (190, 30, 35), (40, 80, 160), (60, 140, 80)][int(rng.integers(5))], 0.05),
-                    r=0.5, glass=(34, 42, 52))
+        return dict(
+            L=float(rng.uniform(10.5, 12.5)),
+            W=2.55,
+            H=float(rng.uniform(3.0, 3.3)),
+            col=_jit(
+                rng,
+                [(235, 200, 40), (230, 230, 228), (190, 30, 35), (40, 80, 160), (60, 140, 80)][int(rng.integers(5))],
+                0.05,
+            ),
+            r=0.5,
+            glass=(34, 42, 52),
+        )
     raise ValueError(kind)
 
 
@@ -702,7 +774,9 @@ class _Scene:
         sw = [(175, 172, 166), (160, 158, 155), (190, 182, 164), (168, 128, 114), (140, 142, 146)]
         self.sidewalk_col = {s: _jit(look, sw[int(look.integers(len(sw)))], 0.06) for s in (-1, 1)}
         self.kerb_col = _jit(look, (182, 180, 174), 0.05)
-        self.terrain_col = _jit(look, [(104, 138, 66), (120, 146, 72), (138, 140, 84), (90, 124, 58)][int(look.integers(4))], 0.07)
+        self.terrain_col = _jit(
+            look, [(104, 138, 66), (120, 146, 72), (138, 140, 84), (90, 124, 58)][int(look.integers(4))], 0.07
+        )
         self.marking_white = _jit(look, (225, 225, 220), 0.04)
         self.marking_yellow = _jit(look, (226, 176, 40), 0.05)
         if params.overcast:
@@ -713,7 +787,10 @@ class _Scene:
         self.backdrop = self._make_backdrop(look)
         self.lamp_spacing = {s: float(look.uniform(22, 36)) for s in (-1, 1)}
         self.lamp_phase = {s: float(look.uniform(0, 36)) for s in (-1, 1)}
-        self.lamp_on = {s: bool(look.random() < (0.85 if (self.lay.right if s > 0 else self.lay.left).style != "green" else 0.45)) for s in (-1, 1)}
+        self.lamp_on = {
+            s: bool(look.random() < (0.85 if (self.lay.right if s > 0 else self.lay.left).style != "green" else 0.45))
+            for s in (-1, 1)
+        }
         self.lamp_col = _jit(look, [(70, 74, 78), (120, 124, 128), (40, 60, 50)][int(look.integers(3))], 0.05)
 
     # ---- instance numbers: smallest free k per class, stable while the agent lives
@@ -750,11 +827,22 @@ class _Scene:
                 w = float(rng.uniform(15, 70))
                 r = rng.random()
                 if r < p_build:
-                    items.append(("block", dist + float(rng.uniform(-40, 40)), x, x + w, float(rng.uniform(10, 55 if dist < 500 else 80)), _jit(rng, (150, 155, 165), 0.12)))
+                    items.append(
+                        (
+                            "block",
+                            dist + float(rng.uniform(-40, 40)),
+                            x,
+                            x + w,
+                            float(rng.uniform(10, 55 if dist < 500 else 80)),
+                            _jit(rng, (150, 155, 165), 0.12),
+                        )
+                    )
                 elif r < p_build + 0.45:
                     n = max(3, int(w / 6))
                     tops = rng.uniform(8, 22, n)
-                    items.append(("trees", dist + float(rng.uniform(-40, 40)), x, x + w, tops, _jit(rng, (64, 88, 58), 0.15)))
+                    items.append(
+                        ("trees", dist + float(rng.uniform(-40, 40)), x, x + w, tops, _jit(rng, (64, 88, 58), 0.15))
+                    )
                 x += w * float(rng.uniform(0.7, 1.05))
         return items
 
@@ -788,13 +876,31 @@ class _Scene:
                 spacing = float(rng.uniform(7, 14))
                 while s < s1:
                     if cw is None or abs(s - cw[0]) > 5:
-                        out.append(("tree", sign, s, side.tree_off + float(rng.uniform(-0.2, 0.2)), self._tree_look(rng)))
+                        out.append(
+                            ("tree", sign, s, side.tree_off + float(rng.uniform(-0.2, 0.2)), self._tree_look(rng))
+                        )
                     s += spacing * float(rng.uniform(0.8, 1.25))
             # traffic signs
             for _ in range(int(rng.poisson(0.9 if sign > 0 else 0.5))):
-                out.append(("sign", sign, float(rng.uniform(s0, s1)), side.lamp_off + float(rng.uniform(-0.15, 0.3)), self._sign_look(rng, sign)))
+                out.append(
+                    (
+                        "sign",
+                        sign,
+                        float(rng.uniform(s0, s1)),
+                        side.lamp_off + float(rng.uniform(-0.15, 0.3)),
+                        self._sign_look(rng, sign),
+                    )
+                )
             if cw is not None:
-                out.append(("tlight", sign, cw[0] - 1.0 if sign > 0 else cw[0] + cw[1] + 1.0, side.lamp_off, self._tlight_look(rng, sign)))
+                out.append(
+                    (
+                        "tlight",
+                        sign,
+                        cw[0] - 1.0 if sign > 0 else cw[0] + cw[1] + 1.0,
+                        side.lamp_off,
+                        self._tlight_look(rng, sign),
+                    )
+                )
         return out
 
     def _tree_look(self, rng) -> dict:
@@ -807,18 +913,36 @@ class _Scene:
         order = np.argsort(dy, kind="stable")
         shade = 0.72 + 0.45 * (dy / R + 0.7) / 1.45 + (B[:, 3] * 0.16 - 0.08)
         cols = np.minimum(green[None, :] * shade[:, None], 255.0).astype(int)
-        blobs = [((B[i, 0] * 1.5 - 0.75) * R, dy[i], (0.42 + 0.28 * B[i, 2]) * R, tuple(cols[i].tolist())) for i in order]
-        return dict(conifer=bool(u[0] < 0.15), R=R, base=1.8 + 1.4 * u[2], blobs=blobs, trunk_w=0.22 + 0.18 * u[7],
-                    trunk=_jit(rng, (86, 66, 48), 0.15), green=tuple(int(v) for v in green))
+        blobs = [
+            ((B[i, 0] * 1.5 - 0.75) * R, dy[i], (0.42 + 0.28 * B[i, 2]) * R, tuple(cols[i].tolist())) for i in order
+        ]
+        return dict(
+            conifer=bool(u[0] < 0.15),
+            R=R,
+            base=1.8 + 1.4 * u[2],
+            blobs=blobs,
+            trunk_w=0.22 + 0.18 * u[7],
+            trunk=_jit(rng, (86, 66, 48), 0.15),
+            green=tuple(int(v) for v in green),
+        )
 
     def _sign_look(self, rng, sign) -> dict:
         kind = _choose(rng, ("round_red", "round_blue", "triangle", "rect_blue", "stop", "diamond", "rect_white"))
-        return dict(kind=kind, h=float(rng.uniform(2.0, 2.8)), size=float(rng.uniform(0.55, 0.85)),
-                    back=sign < 0, extra=bool(rng.random() < 0.25))
+        return dict(
+            kind=kind,
+            h=float(rng.uniform(2.0, 2.8)),
+            size=float(rng.uniform(0.55, 0.85)),
+            back=sign < 0,
+            extra=bool(rng.random() < 0.25),
+        )
 
     def _tlight_look(self, rng, sign) -> dict:
-        return dict(overhead=bool(sign > 0 and rng.random() < 0.45), state=int(rng.integers(3)), h=float(rng.uniform(3.2, 4.0)),
-                    back=sign < 0)
+        return dict(
+            overhead=bool(sign > 0 and rng.random() < 0.45),
+            state=int(rng.integers(3)),
+            h=float(rng.uniform(3.2, 4.0)),
+            back=sign < 0,
+        )
 
     def _gen_building_line(self, rng, side: _Side, s0: float, s1: float, out: list) -> None:
         style = side.style
@@ -839,15 +963,51 @@ class _Scene:
             if kind == "building":
                 out.append(("building", side.sign, s, e, off, self._building_look(rng, style, e - s)))
             elif kind == "wall":
-                out.append(("wall", side.sign, s, e, off - float(rng.uniform(0, 0.5)), float(rng.uniform(1.0, 2.6)),
-                            _jit(rng, [(170, 168, 160), (150, 90, 70), (200, 196, 186), (120, 120, 118)][int(rng.integers(4))], 0.08)))
+                out.append(
+                    (
+                        "wall",
+                        side.sign,
+                        s,
+                        e,
+                        off - float(rng.uniform(0, 0.5)),
+                        float(rng.uniform(1.0, 2.6)),
+                        _jit(
+                            rng,
+                            [(170, 168, 160), (150, 90, 70), (200, 196, 186), (120, 120, 118)][int(rng.integers(4))],
+                            0.08,
+                        ),
+                    )
+                )
             elif kind == "fence":
-                out.append(("fence", side.sign, s, e, min(off, side.width + 0.2), float(rng.uniform(1.0, 1.9)),
-                            _jit(rng, [(60, 64, 68), (120, 100, 70), (150, 150, 150), (40, 70, 50)][int(rng.integers(4))], 0.1),
-                            _choose(rng, ("bars", "boards"))))
+                out.append(
+                    (
+                        "fence",
+                        side.sign,
+                        s,
+                        e,
+                        min(off, side.width + 0.2),
+                        float(rng.uniform(1.0, 1.9)),
+                        _jit(
+                            rng,
+                            [(60, 64, 68), (120, 100, 70), (150, 150, 150), (40, 70, 50)][int(rng.integers(4))],
+                            0.1,
+                        ),
+                        _choose(rng, ("bars", "boards")),
+                    )
+                )
             elif kind == "hedge":
-                out.append(("hedge", side.sign, s, e, min(off, side.width + 0.3), float(rng.uniform(0.9, 1.9)),
-                            float(rng.uniform(0.7, 1.3)), _jit(rng, (58, 92, 40), 0.12)))
+                out.append(
+                    (
+                        "hedge",
+                        side.sign,
+                        s,
+                        e,
+                        min(off, side.width + 0.3),
+                        float(rng.uniform(0.9, 1.9)),
+                        float(rng.uniform(0.7, 1.3)),
+                        _jit(rng, (58, 92, 40), 0.12),
+                    )
+                )
             elif kind == "trees":
                 t = s + float(rng.uniform(1, 4))
                 while t < e:
@@ -857,7 +1017,16 @@ class _Scene:
             if kind != "building" and kind != "trees" and rng.random() < 0.5:
                 # trees or buildings set back further behind low structures
                 if rng.random() < 0.5:
-                    out.append(("building", side.sign, s, e, off + float(rng.uniform(5, 15)), self._building_look(rng, style, e - s)))
+                    out.append(
+                        (
+                            "building",
+                            side.sign,
+                            s,
+                            e,
+                            off + float(rng.uniform(5, 15)),
+                            self._building_look(rng, style, e - s),
+                        )
+                    )
                 else:
                     t = s + float(rng.uniform(1, 4))
                     while t < e:
@@ -873,16 +1042,31 @@ class _Scene:
             floors = int(rng.integers(1, 4))
         H = floors * fh + float(rng.uniform(0.6, 2.0))
         glass = rng.random() < 0.15 and floors > 3
-        col = _jit(rng, (150, 170, 185) if glass else _BUILDING_COLOURS[int(rng.integers(len(_BUILDING_COLOURS)))], 0.07)
+        col = _jit(
+            rng, (150, 170, 185) if glass else _BUILDING_COLOURS[int(rng.integers(len(_BUILDING_COLOURS)))], 0.07
+        )
         ww = float(rng.uniform(1.0, 1.6))
         spacing = float(rng.uniform(max(ww + 0.6, 2.0), 3.6)) if not glass else ww + 0.25
         wh = float(rng.uniform(1.2, 1.8)) if not glass else fh - 0.7
         ncol = max(1, int((length - 1.0) / spacing))
         lit = rng.random((floors, ncol)) < float(rng.uniform(0.08, 0.35))
-        return dict(H=H, fh=fh, floors=floors, col=col, depth=float(rng.uniform(8, 20)), ww=ww, wh=wh,
-                    spacing=spacing, ncol=ncol, lit=lit, glass=_jit(rng, (48, 62, 78) if not glass else (70, 96, 120), 0.15),
-                    frame=_mul(col, 0.8), cornice=_mul(col, float(rng.uniform(0.6, 0.85))), shop=bool(rng.random() < 0.5 and style == "urban"),
-                    shopcol=_jit(rng, _CLOTHES[int(rng.integers(len(_CLOTHES)))], 0.1))
+        return dict(
+            H=H,
+            fh=fh,
+            floors=floors,
+            col=col,
+            depth=float(rng.uniform(8, 20)),
+            ww=ww,
+            wh=wh,
+            spacing=spacing,
+            ncol=ncol,
+            lit=lit,
+            glass=_jit(rng, (48, 62, 78) if not glass else (70, 96, 120), 0.15),
+            frame=_mul(col, 0.8),
+            cornice=_mul(col, float(rng.uniform(0.6, 0.85))),
+            shop=bool(rng.random() < 0.5 and style == "urban"),
+            shopcol=_jit(rng, _CLOTHES[int(rng.integers(len(_CLOTHES)))], 0.1),
+        )
 
     # ---- agents spawned with a chunk (traffic, parked cars, pedestrians, cyclists)
     def spawn_chunk_agents(self, c: int, cam_s: float, rng: np.random.Generator, initial: bool) -> None:
@@ -906,7 +1090,11 @@ class _Scene:
                 if initial and lane == p.ego_lane and cam_s - 12 < s < cam_s + 9:
                     s += 10
                     continue
-                speed = p.speed_mps * float(rng.uniform(1.0, 1.25)) if lane == p.ego_lane else float(rng.uniform(0.6, 1.3)) * p.speed_mps
+                speed = (
+                    p.speed_mps * float(rng.uniform(1.0, 1.25))
+                    if lane == p.ego_lane
+                    else float(rng.uniform(0.6, 1.3)) * p.speed_mps
+                )
                 if kind == "bicycle":
                     speed = float(rng.uniform(3.5, 6.5))
                     x_ag = lay.lanes_right - 0.8
@@ -928,8 +1116,14 @@ class _Scene:
                 look = _vehicle_look(rng, "car" if rng.random() < 0.93 else "truck")
                 L = look["L"]
                 if rng.random() < occupancy and all(abs(s + L / 2 - cw0) > 6 for cw0, _ in cws):
-                    ag = _Agent("car" if "variant" in look else "truck", x + float(rng.uniform(-0.15, 0.15)), s + L / 2,
-                                0.0 if sign > 0 else math.pi, 0.0, look)
+                    ag = _Agent(
+                        "car" if "variant" in look else "truck",
+                        x + float(rng.uniform(-0.15, 0.15)),
+                        s + L / 2,
+                        0.0 if sign > 0 else math.pi,
+                        0.0,
+                        look,
+                    )
                     if not self._overlaps(ag):
                         self.add_agent(ag)
                 s += L + float(rng.uniform(0.8, 3.0))
@@ -948,8 +1142,14 @@ class _Scene:
                 for g in range(n_group):
                     look = _person_look(rng, child=bool(g > 0 and rng.random() < 0.35))
                     look["stand"] = not walking
-                    ag = _Agent("person", side.x(off + 0.55 * g * (1 if off < (lo + hi) / 2 else -1)), s + float(rng.uniform(-0.3, 0.3)),
-                                phi, speed, look)
+                    ag = _Agent(
+                        "person",
+                        side.x(off + 0.55 * g * (1 if off < (lo + hi) / 2 else -1)),
+                        s + float(rng.uniform(-0.3, 0.3)),
+                        phi,
+                        speed,
+                        look,
+                    )
                     self.add_agent(ag)
         # people and cyclists crossing at crosswalks (in a drive only where the crossing is over
         # before the camera gets there)
@@ -960,9 +1160,18 @@ class _Scene:
                 x = float(rng.uniform(lay.xL - 1.0, lay.xR + 1.0))
                 phi = math.pi / 2 if rng.random() < 0.5 else -math.pi / 2
                 if rng.random() < 0.85:
-                    ag = _Agent("person", x, cw0 + float(rng.uniform(0.4, cww - 0.4)), phi, float(rng.uniform(1.1, 1.7)), _person_look(rng))
+                    ag = _Agent(
+                        "person",
+                        x,
+                        cw0 + float(rng.uniform(0.4, cww - 0.4)),
+                        phi,
+                        float(rng.uniform(1.1, 1.7)),
+                        _person_look(rng),
+                    )
                 else:
-                    ag = _Agent("bicycle", x, cw0 + cww / 2, phi, float(rng.uniform(2.5, 4.5)), _twowheeler_look(rng, "bicycle"))
+                    ag = _Agent(
+                        "bicycle", x, cw0 + cww / 2, phi, float(rng.uniform(2.5, 4.5)), _twowheeler_look(rng, "bicycle")
+                    )
                 ag.turn_at = 1
                 self.add_agent(ag)
 
@@ -1024,7 +1233,15 @@ class _Scene:
                 continue
             if rng.random() < dt * 0.08 * (0.5 + self.p.traffic_density):
                 look = _vehicle_look(rng, "car")
-                ag = _Agent("car", (lane + 0.5) * lay.lw, cam_s - 30.0, 0.0, ego_speed + float(rng.uniform(2.5, 6.0)), look, lane=lane)
+                ag = _Agent(
+                    "car",
+                    (lane + 0.5) * lay.lw,
+                    cam_s - 30.0,
+                    0.0,
+                    ego_speed + float(rng.uniform(2.5, 6.0)),
+                    look,
+                    lane=lane,
+                )
                 if not self._overlaps(ag):
                     self.add_agent(ag)
 
@@ -1047,7 +1264,7 @@ class _Item:
     """One object to paint: its polygons, a footprint rectangle (road x0, x1, z0, z1) for the
     visibility order, and its distance (tie-break: farther first). ``layer`` 0 is the backdrop."""
 
-    __slots__ = ("layer", "dist", "rect", "polys")
+    __slots__ = ("dist", "layer", "polys", "rect")
 
     def __init__(self, layer: int, dist: float, rect: tuple[float, float, float, float]):
         self.layer, self.dist, self.rect = layer, dist, rect
@@ -1079,9 +1296,9 @@ def _paint_order(items: list[_Item], cam_x: float) -> list[_Item]:
     overlap = (amin[:, None] < amax[None, :]) & (amin[None, :] < amax[:, None])
     X0, X1, Z0, Z1 = x0[:, None], x1[:, None], z0[:, None], z1[:, None]
     # F[a, b]: a is in front of b (a painted after b); the camera is at x = 0, z = 0
-    F = (X1 <= x0[None, :]) & (X1 >= 0)
+    F = (x0[None, :] >= X1) & (X1 >= 0)
     F |= (x1[None, :] <= X0) & (X0 <= 0)
-    F |= (Z1 <= z0[None, :]) & (Z1 >= 0)
+    F |= (z0[None, :] >= Z1) & (Z1 >= 0)
     F |= (z1[None, :] <= Z0) & (Z0 <= 0)
     F &= overlap
     F &= ~F.T  # contradicting axes: the two cannot overlap in the image
@@ -1242,6 +1459,7 @@ class _Builder:
         ya = fi * fh + (fh - wh) * 0.55
         fi, ya = fi[ya + wh <= H - 0.5], ya[ya + wh <= H - 0.5]
         if len(ci) and len(fi):
+
             def grid(x, pad):
                 V = np.empty((len(fi), len(ci), 4, 3))
                 V[..., 0] = x
@@ -1277,7 +1495,9 @@ class _Builder:
             shop_glass = _mul(lk["glass"], f_shade * 1.1)
             for c in ci.tolist():
                 a0, a1 = za[c] - 0.3, za[c] + ww + 0.3
-                V = np.array([[xb + 2 * eps, ya0, a0], [xb + 2 * eps, ya0, a1], [xb + 2 * eps, ya1, a1], [xb + 2 * eps, ya1, a0]])
+                V = np.array(
+                    [[xb + 2 * eps, ya0, a0], [xb + 2 * eps, ya0, a1], [xb + 2 * eps, ya1, a1], [xb + 2 * eps, ya1, a0]]
+                )
                 P.append((V, shop_glass, ol if lk["lit"][0, c] else oflat, 0.0))
             strips(xb + 3 * eps, ya1 + 0.1, ya1 + 0.6, _mul(lk["shopcol"], f_shade), oflat)
         self.items.append(item)
@@ -1308,11 +1528,26 @@ class _Builder:
             item.polys.append((np.array([[xi, 0, za], [xi, 0, zb], [xi, h, zb], [xi, h, za]], float), fn, obj, 0.0))
             if cap is not None:
                 e = -sign * 0.02
-                item.polys.append((np.array([[xi + e, h - 0.12, za], [xi + e, h - 0.12, zb], [xi + e, h, zb], [xi + e, h, za]], float), _mul(cap, 1.0), obj, 0.0))
+                item.polys.append(
+                    (
+                        np.array(
+                            [[xi + e, h - 0.12, za], [xi + e, h - 0.12, zb], [xi + e, h, zb], [xi + e, h, za]], float
+                        ),
+                        _mul(cap, 1.0),
+                        obj,
+                        0.0,
+                    )
+                )
         if s0 - cs > 0.3:
             z = s0 - cs
-            item.polys.append((np.array([[xi, 0, z], [xo, 0, z], [xo, h, z], [xi, h, z]], float),
-                               _mul(col, float(light.shade(np.array([0.0, 0, -1.0])))), obj, 0.0))
+            item.polys.append(
+                (
+                    np.array([[xi, 0, z], [xo, 0, z], [xo, h, z], [xi, h, z]], float),
+                    _mul(col, float(light.shade(np.array([0.0, 0, -1.0])))),
+                    obj,
+                    0.0,
+                )
+            )
         self.items.append(item)
 
     def _st_fence(self, desc) -> None:
@@ -1336,7 +1571,22 @@ class _Builder:
             z = math.ceil((s0) / 2.5) * 2.5 - cs
             while z < z1:
                 if z > 0.5:
-                    P.append((np.array([[x + e, 0, z - 0.05], [x + e, 0, z + 0.05], [x + e, h, z + 0.05], [x + e, h, z - 0.05]], float), cp, obj, 0.0))
+                    P.append(
+                        (
+                            np.array(
+                                [
+                                    [x + e, 0, z - 0.05],
+                                    [x + e, 0, z + 0.05],
+                                    [x + e, h, z + 0.05],
+                                    [x + e, h, z - 0.05],
+                                ],
+                                float,
+                            ),
+                            cp,
+                            obj,
+                            0.0,
+                        )
+                    )
                 z += 2.5
         else:
             # railing: two rails, posts, vertical bars (merged into a panel where too dense to resolve)
@@ -1352,11 +1602,25 @@ class _Builder:
                         z_dense = z
                         break
                     w = 0.03 if (round((z + cs) / bar_sp) % 15) else 0.06
-                    P.append((np.array([[x, 0.12, z - w], [x, 0.12, z + w], [x, h, z + w], [x, h, z - w]], float), c, obj, 0.0))
+                    P.append(
+                        (
+                            np.array([[x, 0.12, z - w], [x, 0.12, z + w], [x, h, z + w], [x, h, z - w]], float),
+                            c,
+                            obj,
+                            0.0,
+                        )
+                    )
                 z += bar_sp
             if z_dense is not None:
                 for za, zb in zip(*(lambda q: (q[:-1], q[1:]))(_pieces(z_dense, z1))):
-                    P.append((np.array([[x, 0.12, za], [x, 0.12, zb], [x, h, zb], [x, h, za]], float), _mul(c, 0.9), obj, 0.0))
+                    P.append(
+                        (
+                            np.array([[x, 0.12, za], [x, 0.12, zb], [x, h, zb], [x, h, za]], float),
+                            _mul(c, 0.9),
+                            obj,
+                            0.0,
+                        )
+                    )
         self.items.append(item)
 
     def _place_street_item(self, desc, z_min: float, margin: float):  # noqa: ANN001, ANN202
@@ -1390,13 +1654,29 @@ class _Builder:
         if lk["conifer"]:
             g = lk["green"]
             for i, (w, y0, y1) in enumerate(((1.2, 0.0, 1.3), (0.95, 0.9, 2.1), (0.7, 1.7, 2.9), (0.4, 2.5, 3.5))):
-                Q.append((np.array([[-w * R, base + y0 * R * 0.8], [w * R, base + y0 * R * 0.8], [0, base + y1 * R * 0.8]]), _mul(g, 0.75 + 0.12 * i)))
+                Q.append(
+                    (
+                        np.array(
+                            [[-w * R, base + y0 * R * 0.8], [w * R, base + y0 * R * 0.8], [0, base + y1 * R * 0.8]]
+                        ),
+                        _mul(g, 0.75 + 0.12 * i),
+                    )
+                )
         else:
             cy = base + R
             for du, dy, r, col in lk["blobs"]:
                 Q.append((_ring(n, du, cy + dy, r, r * 0.92), col))
         _flush2d(P, pos, e, Q, obj)
-        self.shadows.append(np.array([[x - R * 0.8, 0, z - R * 0.6], [x + R * 0.8, 0, z - R * 0.6], [x + R * 0.8, 0, z + R * 0.6], [x - R * 0.8, 0, z + R * 0.6]]))
+        self.shadows.append(
+            np.array(
+                [
+                    [x - R * 0.8, 0, z - R * 0.6],
+                    [x + R * 0.8, 0, z - R * 0.6],
+                    [x + R * 0.8, 0, z + R * 0.6],
+                    [x - R * 0.8, 0, z + R * 0.6],
+                ]
+            )
+        )
         self.items.append(item)
 
     def _pole(self, P, x, z, h, w, col, obj) -> None:
@@ -1430,8 +1710,21 @@ class _Builder:
         lo, hi = _box_local(xe - 0.35, xe + 0.35, h + 0.1, h + 0.3, z - 0.17, z + 0.17)
         _solid(lo, hi, self.cam.pos, self.light, [(230, 228, 210), _mul(col, 1.1), col, col, col, col], obj, P)
         if self.night and h + 0.1 > self.cam.h:
-            P.append((np.array([[xe - 0.3, h + 0.09, z - 0.14], [xe + 0.3, h + 0.09, z - 0.14], [xe + 0.3, h + 0.09, z + 0.14], [xe - 0.3, h + 0.09, z + 0.14]]),
-                      (250, 240, 215), oe, 0.0))
+            P.append(
+                (
+                    np.array(
+                        [
+                            [xe - 0.3, h + 0.09, z - 0.14],
+                            [xe + 0.3, h + 0.09, z - 0.14],
+                            [xe + 0.3, h + 0.09, z + 0.14],
+                            [xe - 0.3, h + 0.09, z + 0.14],
+                        ]
+                    ),
+                    (250, 240, 215),
+                    oe,
+                    0.0,
+                )
+            )
         self.items.append(item)
 
     def _st_sign(self, desc) -> None:
@@ -1452,7 +1745,15 @@ class _Builder:
         cy = h + r
         kind = lk["kind"]
         if lk["back"]:
-            shape = _ring(16, 0, cy, r, r) if kind.startswith("round") else (_ring(3, 0, cy, r * 1.15, r * 1.15) if kind == "triangle" else np.array([[-r, cy - r], [r, cy - r], [r, cy + r], [-r, cy + r]]))
+            shape = (
+                _ring(16, 0, cy, r, r)
+                if kind.startswith("round")
+                else (
+                    _ring(3, 0, cy, r * 1.15, r * 1.15)
+                    if kind == "triangle"
+                    else np.array([[-r, cy - r], [r, cy - r], [r, cy + r], [-r, cy + r]])
+                )
+            )
             if kind == "triangle":
                 shape = np.array([[-r * 1.1, cy + r * 0.6], [r * 1.1, cy + r * 0.6], [0, cy - r * 1.1]])
             P.append((_plane((x, 0, z + 0.06), e, shape), (150, 152, 156), os_, 0.0))
@@ -1461,28 +1762,154 @@ class _Builder:
             if kind == "round_red":
                 P.append((_plane(pos, e, _ring(18, 0, cy, r, r)), red, os_, 0.0))
                 P.append((_plane(pos, e, _ring(18, 0, cy, r * 0.75, r * 0.75)), white, os_, 0.0))
-                P.append((_plane(pos, e, [[-r * 0.35, cy - r * 0.25], [r * 0.35, cy - r * 0.25], [r * 0.35, cy + r * 0.3], [-r * 0.35, cy + r * 0.3]]), black, os_, 0.0))
+                P.append(
+                    (
+                        _plane(
+                            pos,
+                            e,
+                            [
+                                [-r * 0.35, cy - r * 0.25],
+                                [r * 0.35, cy - r * 0.25],
+                                [r * 0.35, cy + r * 0.3],
+                                [-r * 0.35, cy + r * 0.3],
+                            ],
+                        ),
+                        black,
+                        os_,
+                        0.0,
+                    )
+                )
             elif kind == "round_blue":
                 P.append((_plane(pos, e, _ring(18, 0, cy, r, r)), blue, os_, 0.0))
-                P.append((_plane(pos, e, [[-r * 0.12, cy - r * 0.6], [r * 0.12, cy - r * 0.6], [r * 0.12, cy + 0.2 * r], [r * 0.4, cy + 0.2 * r], [0, cy + 0.65 * r], [-r * 0.4, cy + 0.2 * r], [-r * 0.12, cy + 0.2 * r]]), white, os_, 0.0))
+                P.append(
+                    (
+                        _plane(
+                            pos,
+                            e,
+                            [
+                                [-r * 0.12, cy - r * 0.6],
+                                [r * 0.12, cy - r * 0.6],
+                                [r * 0.12, cy + 0.2 * r],
+                                [r * 0.4, cy + 0.2 * r],
+                                [0, cy + 0.65 * r],
+                                [-r * 0.4, cy + 0.2 * r],
+                                [-r * 0.12, cy + 0.2 * r],
+                            ],
+                        ),
+                        white,
+                        os_,
+                        0.0,
+                    )
+                )
             elif kind == "triangle":
-                P.append((_plane(pos, e, [[-r * 1.15, cy - r * 0.7], [r * 1.15, cy - r * 0.7], [0, cy + r * 1.1]]), red, os_, 0.0))
-                P.append((_plane(pos, e, [[-r * 0.8, cy - r * 0.52], [r * 0.8, cy - r * 0.52], [0, cy + r * 0.72]]), white, os_, 0.0))
+                P.append(
+                    (
+                        _plane(pos, e, [[-r * 1.15, cy - r * 0.7], [r * 1.15, cy - r * 0.7], [0, cy + r * 1.1]]),
+                        red,
+                        os_,
+                        0.0,
+                    )
+                )
+                P.append(
+                    (
+                        _plane(pos, e, [[-r * 0.8, cy - r * 0.52], [r * 0.8, cy - r * 0.52], [0, cy + r * 0.72]]),
+                        white,
+                        os_,
+                        0.0,
+                    )
+                )
             elif kind == "stop":
                 P.append((_plane(pos, e, _rot_ring(8, 0, cy, r * 1.08)), red, os_, 0.0))
-                P.append((_plane(pos, e, [[-r * 0.6, cy - r * 0.15], [r * 0.6, cy - r * 0.15], [r * 0.6, cy + r * 0.15], [-r * 0.6, cy + r * 0.15]]), white, os_, 0.0))
+                P.append(
+                    (
+                        _plane(
+                            pos,
+                            e,
+                            [
+                                [-r * 0.6, cy - r * 0.15],
+                                [r * 0.6, cy - r * 0.15],
+                                [r * 0.6, cy + r * 0.15],
+                                [-r * 0.6, cy + r * 0.15],
+                            ],
+                        ),
+                        white,
+                        os_,
+                        0.0,
+                    )
+                )
             elif kind == "diamond":
-                P.append((_plane(pos, e, [[0, cy - r * 1.1], [r * 1.1, cy], [0, cy + r * 1.1], [-r * 1.1, cy]]), white, os_, 0.0))
-                P.append((_plane(pos, e, [[0, cy - r * 0.75], [r * 0.75, cy], [0, cy + r * 0.75], [-r * 0.75, cy]]), (235, 190, 30), os_, 0.0))
+                P.append(
+                    (
+                        _plane(pos, e, [[0, cy - r * 1.1], [r * 1.1, cy], [0, cy + r * 1.1], [-r * 1.1, cy]]),
+                        white,
+                        os_,
+                        0.0,
+                    )
+                )
+                P.append(
+                    (
+                        _plane(pos, e, [[0, cy - r * 0.75], [r * 0.75, cy], [0, cy + r * 0.75], [-r * 0.75, cy]]),
+                        (235, 190, 30),
+                        os_,
+                        0.0,
+                    )
+                )
             else:
                 base = blue if kind == "rect_blue" else white
-                P.append((_plane(pos, e, [[-r * 0.9, cy - r], [r * 0.9, cy - r], [r * 0.9, cy + r], [-r * 0.9, cy + r]]), base, os_, 0.0))
-                P.append((_plane(pos, e, [[-r * 0.5, cy - r * 0.5], [r * 0.5, cy - r * 0.5], [r * 0.5, cy + r * 0.55], [-r * 0.5, cy + r * 0.55]]),
-                          white if kind == "rect_blue" else black, os_, 0.0))
+                P.append(
+                    (
+                        _plane(pos, e, [[-r * 0.9, cy - r], [r * 0.9, cy - r], [r * 0.9, cy + r], [-r * 0.9, cy + r]]),
+                        base,
+                        os_,
+                        0.0,
+                    )
+                )
+                P.append(
+                    (
+                        _plane(
+                            pos,
+                            e,
+                            [
+                                [-r * 0.5, cy - r * 0.5],
+                                [r * 0.5, cy - r * 0.5],
+                                [r * 0.5, cy + r * 0.55],
+                                [-r * 0.5, cy + r * 0.55],
+                            ],
+                        ),
+                        white if kind == "rect_blue" else black,
+                        os_,
+                        0.0,
+                    )
+                )
             if lk["extra"]:
                 cy2 = h + 2 * r + r * 0.8
-                P.append((_plane(pos, e, [[-r, cy2 - r * 0.6], [r, cy2 - r * 0.6], [r, cy2 + r * 0.6], [-r, cy2 + r * 0.6]]), white, os_, 0.0))
-                P.append((_plane(pos, e, [[-r * 0.8, cy2 - r * 0.1], [r * 0.8, cy2 - r * 0.1], [r * 0.8, cy2 + r * 0.1], [-r * 0.8, cy2 + r * 0.1]]), black, os_, 0.0))
+                P.append(
+                    (
+                        _plane(
+                            pos, e, [[-r, cy2 - r * 0.6], [r, cy2 - r * 0.6], [r, cy2 + r * 0.6], [-r, cy2 + r * 0.6]]
+                        ),
+                        white,
+                        os_,
+                        0.0,
+                    )
+                )
+                P.append(
+                    (
+                        _plane(
+                            pos,
+                            e,
+                            [
+                                [-r * 0.8, cy2 - r * 0.1],
+                                [r * 0.8, cy2 - r * 0.1],
+                                [r * 0.8, cy2 + r * 0.1],
+                                [-r * 0.8, cy2 + r * 0.1],
+                            ],
+                        ),
+                        black,
+                        os_,
+                        0.0,
+                    )
+                )
         self.items.append(item)
 
     def _st_tlight(self, desc) -> None:
@@ -1513,13 +1940,31 @@ class _Builder:
         _solid(lo, hi, self.cam.pos, self.light, house, ot, P)
         if not lk["back"]:
             zf = z - 0.13
-            P.append((_plane((hx, 0, zf), (1.0, 0.0), [[-0.26, hy - 0.05], [0.26, hy - 0.05], [0.26, hy + 1.05], [-0.26, hy + 1.05]]), (22, 22, 22), ot, 0.0))
+            P.append(
+                (
+                    _plane(
+                        (hx, 0, zf),
+                        (1.0, 0.0),
+                        [[-0.26, hy - 0.05], [0.26, hy - 0.05], [0.26, hy + 1.05], [-0.26, hy + 1.05]],
+                    ),
+                    (22, 22, 22),
+                    ot,
+                    0.0,
+                )
+            )
             on_cols = [(255, 40, 30), (255, 190, 20), (40, 255, 120)]
             for i in range(3):
                 lit = (2 - i) == lk["state"]
                 col = on_cols[i] if lit else _mul(on_cols[i], 0.22)
                 o = reg.new(TRAFFIC_LIGHT, emit=on_cols[i], tex=_TX_FLAT) if lit else ot
-                P.append((_plane((hx, 0, zf - 0.01), (1.0, 0.0), _ring(12, 0, hy + 0.18 + 0.32 * i, 0.11, 0.11)), col, o, 0.0))
+                P.append(
+                    (
+                        _plane((hx, 0, zf - 0.01), (1.0, 0.0), _ring(12, 0, hy + 0.18 + 0.32 * i, 0.11, 0.11)),
+                        col,
+                        o,
+                        0.0,
+                    )
+                )
         self.items.append(item)
 
     # ---------------- agents
@@ -1591,16 +2036,26 @@ class _Builder:
             rear_slope = {"sedan": 0.55, "hatch": 0.28, "suv": 0.22, "van": 0.12}[lk["variant"]]
             front_slope = {"sedan": 0.75, "hatch": 0.7, "suv": 0.55, "van": 0.45}[lk["variant"]]
             lc0, lc1 = -L / 2 + lk["trunk"], L / 2 - lk["hood"]
-            cabin = [[-W / 2 + ins, hb, lc0], [W / 2 - ins, hb, lc0], [W / 2 - ins, hb, lc1], [-W / 2 + ins, hb, lc1],
-                     [-W / 2 + t, H, lc0 + rear_slope], [W / 2 - t, H, lc0 + rear_slope],
-                     [W / 2 - t, H, lc1 - front_slope], [-W / 2 + t, H, lc1 - front_slope]]
+            cabin = [
+                [-W / 2 + ins, hb, lc0],
+                [W / 2 - ins, hb, lc0],
+                [W / 2 - ins, hb, lc1],
+                [-W / 2 + ins, hb, lc1],
+                [-W / 2 + t, H, lc0 + rear_slope],
+                [W / 2 - t, H, lc0 + rear_slope],
+                [W / 2 - t, H, lc1 - front_slope],
+                [-W / 2 + t, H, lc1 - front_slope],
+            ]
             boxes += [body, cabin]
             cols += [col, [None, col, col, col, col, col]]
             objs += [ob, ob]
         elif kind == "truck":
             Hc, lcab0 = lk["Hc"], L / 2 - 2.2
-            boxes += [_box8(-W / 2, W / 2, 0.5, Hc, lcab0, L / 2), _box8(-W / 2 + 0.3, W / 2 - 0.3, 0.5, 1.0, -L / 2 + 0.4, lcab0),
-                      _box8(-W / 2, W / 2, 1.0, H, -L / 2, lcab0 - 0.25)]
+            boxes += [
+                _box8(-W / 2, W / 2, 0.5, Hc, lcab0, L / 2),
+                _box8(-W / 2 + 0.3, W / 2 - 0.3, 0.5, 1.0, -L / 2 + 0.4, lcab0),
+                _box8(-W / 2, W / 2, 1.0, H, -L / 2, lcab0 - 0.25),
+            ]
             cols += [col, (40, 40, 42), lk["cargo"]]
             objs += [ob, og, ob]
         else:
@@ -1630,8 +2085,10 @@ class _Builder:
             cab = np.array(cabin)
             shade_g = _mul(glass, 0.95)
             for fi, (i0, i1, i2, i3), (mu, mv0, mv1) in (
-                (2, (0, 1, 5, 4), (0.09, 0.12, 0.1)), (4, (2, 3, 7, 6), (0.07, 0.1, 0.08)),
-                (3, (1, 2, 6, 5), (0.06, 0.14, 0.12)), (5, (3, 0, 4, 7), (0.06, 0.14, 0.12)),
+                (2, (0, 1, 5, 4), (0.09, 0.12, 0.1)),
+                (4, (2, 3, 7, 6), (0.07, 0.1, 0.08)),
+                (3, (1, 2, 6, 5), (0.06, 0.14, 0.12)),
+                (5, (3, 0, 4, 7), (0.06, 0.14, 0.12)),
             ):
                 if not vis_cab[fi]:
                     continue
@@ -1659,7 +2116,16 @@ class _Builder:
                 near_rear, near_front = vis[2], vis_cab[4]
                 if near_front:
                     fl = L / 2 + 0.01
-                    decal([[-W / 2 + 0.12, Hc - 1.15, fl], [W / 2 - 0.12, Hc - 1.15, fl], [W / 2 - 0.15, Hc - 0.2, fl], [-W / 2 + 0.15, Hc - 0.2, fl]], glass, og)
+                    decal(
+                        [
+                            [-W / 2 + 0.12, Hc - 1.15, fl],
+                            [W / 2 - 0.12, Hc - 1.15, fl],
+                            [W / 2 - 0.15, Hc - 0.2, fl],
+                            [-W / 2 + 0.15, Hc - 0.2, fl],
+                        ],
+                        glass,
+                        og,
+                    )
                     decal(quad_l(-W / 2 + 0.1, W / 2 - 0.1, 0.55, 0.8, fl), (40, 40, 42), og)
                     ol = lamp((255, 250, 235))
                     for sgn in (-1, 1):
@@ -1707,20 +2173,37 @@ class _Builder:
                     arch_y = np.concatenate([[r - 0.02], r + r * 1.18 * su[upper], [r - 0.02]])
                     decal(np.stack([np.full(len(arch_l), a_), arch_y, arch_l], 1), (18, 18, 20), og)
                     decal(np.stack([np.full(12, a_ * 1.002), r + r * su, al + r * cu], 1), tyre, og)
-                    decal(np.stack([np.full(12, a_ * 1.004), r + 0.55 * r * su, al + 0.55 * r * cu], 1), (150, 152, 156), og)
+                    decal(
+                        np.stack([np.full(12, a_ * 1.004), r + 0.55 * r * su, al + 0.55 * r * cu], 1),
+                        (150, 152, 156),
+                        og,
+                    )
         if dec:
             arrs = [np.asarray(d[0], float) for d in dec]
             T = _local(xc, z, phi, np.concatenate(arrs))
             o = 0
             for arr, (_, c, ob_) in zip(arrs, dec):
-                P.append((T[o:o + len(arr)], c, ob_, 0.0))
+                P.append((T[o : o + len(arr)], c, ob_, 0.0))
                 o += len(arr)
         # contact shadow on the ground
-        self.shadows.append(_local(xc, z, phi, [[-W / 2 - 0.15, 0, -L / 2 - 0.2], [W / 2 + 0.15, 0, -L / 2 - 0.2],
-                                                 [W / 2 + 0.15, 0, L / 2 + 0.2], [-W / 2 - 0.15, 0, L / 2 + 0.2]]))
+        self.shadows.append(
+            _local(
+                xc,
+                z,
+                phi,
+                [
+                    [-W / 2 - 0.15, 0, -L / 2 - 0.2],
+                    [W / 2 + 0.15, 0, -L / 2 - 0.2],
+                    [W / 2 + 0.15, 0, L / 2 + 0.2],
+                    [-W / 2 - 0.15, 0, L / 2 + 0.2],
+                ],
+            )
+        )
         self.items.append(item)
 
-    def _person_polys(self, P, pos, e, lk, obj, phase: float, profile: bool, facing_away: bool, simple: bool = False) -> None:
+    def _person_polys(
+        self, P, pos, e, lk, obj, phase: float, profile: bool, facing_away: bool, simple: bool = False
+    ) -> None:
         H = lk["H"]
         skin, hair, top, legs, shoes = lk["skin"], lk["hair"], lk["top"], lk["legs"], lk["shoes"]
         Q: list = []
@@ -1736,7 +2219,19 @@ class _Builder:
                 Q.append((S(_seg2((0.0, 0.5), knee, 0.085, 0.07)), c))
                 Q.append((S(_seg2(knee, foot, 0.07, 0.055)), c))
                 if not simple:
-                    Q.append((S([[foot[0] - 0.03, 0.0], [foot[0] + 0.07, 0.0], [foot[0] + 0.06, 0.04], [foot[0] - 0.03, 0.05]]), shoes))
+                    Q.append(
+                        (
+                            S(
+                                [
+                                    [foot[0] - 0.03, 0.0],
+                                    [foot[0] + 0.07, 0.0],
+                                    [foot[0] + 0.06, 0.04],
+                                    [foot[0] - 0.03, 0.05],
+                                ]
+                            ),
+                            shoes,
+                        )
+                    )
             Q.append((S(_seg2((0.0, 0.79), (-0.12 * sw, 0.47), 0.055, 0.045)), _mul(top, 0.75)))
             torso = [[-0.075, 0.47], [0.07, 0.47], [0.08, 0.8], [0.02, 0.83], [-0.06, 0.83], [-0.085, 0.8]]
             if lk["coat"]:
@@ -1758,7 +2253,19 @@ class _Builder:
                 ya = 0.03 + max(0.0, lift * sgn)
                 Q.append((S(_seg2((sgn * 0.05, 0.5), (sgn * 0.055, ya), 0.085, 0.06)), legs))
                 if not simple:
-                    Q.append((S([[sgn * 0.025, ya - 0.03], [sgn * 0.085, ya - 0.03], [sgn * 0.085, ya + 0.02], [sgn * 0.025, ya + 0.02]]), shoes))
+                    Q.append(
+                        (
+                            S(
+                                [
+                                    [sgn * 0.025, ya - 0.03],
+                                    [sgn * 0.085, ya - 0.03],
+                                    [sgn * 0.085, ya + 0.02],
+                                    [sgn * 0.025, ya + 0.02],
+                                ]
+                            ),
+                            shoes,
+                        )
+                    )
             torso = [[-0.1, 0.47], [0.1, 0.47], [0.13, 0.8], [0.06, 0.835], [-0.06, 0.835], [-0.13, 0.8]]
             if lk["coat"]:
                 torso = [[-0.12, 0.32], [0.12, 0.32], [0.13, 0.8], [0.06, 0.835], [-0.06, 0.835], [-0.13, 0.8]]
@@ -1792,7 +2299,9 @@ class _Builder:
             e = (1.0, 0.0) if math.cos(ag.phi) > 0 else (-1.0, 0.0)
         simple = ag.look["H"] * self.px(item.dist + 0.3) < 26
         self._person_polys(item.polys, (x, 0.0, z), e, ag.look, obj, ag.phase, profile, math.cos(ag.phi) > 0, simple)
-        self.shadows.append(np.array([[x - 0.3, 0, z - 0.25], [x + 0.3, 0, z - 0.25], [x + 0.3, 0, z + 0.25], [x - 0.3, 0, z + 0.25]]))
+        self.shadows.append(
+            np.array([[x - 0.3, 0, z - 0.25], [x + 0.3, 0, z - 0.25], [x + 0.3, 0, z + 0.25], [x - 0.3, 0, z + 0.25]])
+        )
         self.items.append(item)
 
     def _ag_bicycle(self, ag: _Agent, z: float) -> None:
@@ -1864,10 +2373,40 @@ class _Builder:
                 foot = (sgn * 0.15, 0.32 + 0.08 * sgn * math.sin(ag.phase))
                 P.append((S(_seg2((sgn * 0.1, seat_y + 0.02), knee, 0.13, 0.11)), legs, orr, 0.0))
                 P.append((S(_seg2(knee, foot, 0.11, 0.09)), legs, orr, 0.0))
-            P.append((S([[-0.15, seat_y], [0.15, seat_y], [0.2, seat_y + 0.5], [0.07, seat_y + 0.55], [-0.07, seat_y + 0.55], [-0.2, seat_y + 0.5]]), top, orr, 0.0))
+            P.append(
+                (
+                    S(
+                        [
+                            [-0.15, seat_y],
+                            [0.15, seat_y],
+                            [0.2, seat_y + 0.5],
+                            [0.07, seat_y + 0.55],
+                            [-0.07, seat_y + 0.55],
+                            [-0.2, seat_y + 0.5],
+                        ]
+                    ),
+                    top,
+                    orr,
+                    0.0,
+                )
+            )
             for sgn in (-1, 1):
-                P.append((S(_seg2((sgn * 0.18, seat_y + 0.48), (sgn * 0.27, bar[0] + 0.02), 0.085, 0.07)), _mul(top, 0.9), orr, 0.0))
-            P.append((S([[-0.04, seat_y + 0.53], [0.04, seat_y + 0.53], [0.04, seat_y + 0.6], [-0.04, seat_y + 0.6]]), skin, orr, 0.0))
+                P.append(
+                    (
+                        S(_seg2((sgn * 0.18, seat_y + 0.48), (sgn * 0.27, bar[0] + 0.02), 0.085, 0.07)),
+                        _mul(top, 0.9),
+                        orr,
+                        0.0,
+                    )
+                )
+            P.append(
+                (
+                    S([[-0.04, seat_y + 0.53], [0.04, seat_y + 0.53], [0.04, seat_y + 0.6], [-0.04, seat_y + 0.6]]),
+                    skin,
+                    orr,
+                    0.0,
+                )
+            )
             P.append((S(_ring(10, 0.0, seat_y + 0.7, 0.1 if lk["wears_helmet"] else 0.09, 0.12)), head_col, orr, 0.0))
         else:
             # side view: a profile figure in the bike's plane
@@ -1932,11 +2471,11 @@ def _rasterise(objmap: np.ndarray, cam: _Camera, polys: list, base: int) -> np.n
         if clipped[i]:
             if thick[i]:
                 continue  # lines crossing the near plane are dropped
-            pts = _clip_project(C[o:o + n], cam)
+            pts = _clip_project(C[o : o + n], cam)
             if pts is None:
                 continue
         else:
-            pts = UV[o:o + n]
+            pts = UV[o : o + n]
         if thick[i]:
             lines(objmap, [pts], False, base + i, thick[i], cv2.LINE_8, 4)
         else:
@@ -1974,10 +2513,16 @@ def _base_noise(h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Fixed noise textures (fine grain, blotchy mid/low frequency, cloud-scale) twice the frame."""
     g = np.random.default_rng(20240601)
     fine = g.standard_normal((h, w), dtype=np.float32)
-    mid = cv2.resize(g.standard_normal((h // 4 + 2, w // 4 + 2), dtype=np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
-    lo = cv2.resize(g.standard_normal((h // 24 + 2, w // 24 + 2), dtype=np.float32), (w, h), interpolation=cv2.INTER_CUBIC)
+    mid = cv2.resize(
+        g.standard_normal((h // 4 + 2, w // 4 + 2), dtype=np.float32), (w, h), interpolation=cv2.INTER_LINEAR
+    )
+    lo = cv2.resize(
+        g.standard_normal((h // 24 + 2, w // 24 + 2), dtype=np.float32), (w, h), interpolation=cv2.INTER_CUBIC
+    )
     coarse = (0.55 * mid / mid.std() + 0.85 * lo / lo.std()).astype(np.float32)
-    cl = cv2.resize(g.standard_normal((h // 48 + 3, w // 64 + 3), dtype=np.float32), (w, h), interpolation=cv2.INTER_CUBIC)
+    cl = cv2.resize(
+        g.standard_normal((h // 48 + 3, w // 64 + 3), dtype=np.float32), (w, h), interpolation=cv2.INTER_CUBIC
+    )
     cl = (cl / cl.std() + 0.35 * lo / lo.std()).astype(np.float32)
     for arr in (fine, coarse, cl):
         arr.setflags(write=False)
@@ -1988,7 +2533,7 @@ def _noise_fields(rng: np.random.Generator, H: int, W: int) -> tuple[np.ndarray,
     fine, coarse, cl = _base_noise(2 * H, 2 * W)
     oy, ox = (int(v) for v in rng.integers(0, [H, W]))
     oy2, ox2 = (oy * 7 + 3) % H, (ox * 3 + 5) % W
-    return fine[oy:oy + H, ox:ox + W], coarse[oy2:oy2 + H, ox2:ox2 + W], cl[oy:oy + H, ox2:ox2 + W]
+    return fine[oy : oy + H, ox : ox + W], coarse[oy2 : oy2 + H, ox2 : ox2 + W], cl[oy : oy + H, ox2 : ox2 + W]
 
 
 # --------------------------------------------------------------------------------------
@@ -1996,8 +2541,21 @@ def _noise_fields(rng: np.random.Generator, H: int, W: int) -> tuple[np.ndarray,
 
 
 class _Rendered:
-    __slots__ = ("image", "label", "inst", "obj", "obj_dcode", "ground_base", "ground_end", "ground_rows",
-                 "emit_lut", "pools", "cam", "sky_mask", "_dcode")
+    __slots__ = (
+        "_dcode",
+        "cam",
+        "emit_lut",
+        "ground_base",
+        "ground_end",
+        "ground_rows",
+        "image",
+        "inst",
+        "label",
+        "obj",
+        "obj_dcode",
+        "pools",
+        "sky_mask",
+    )
 
     @property
     def dcode(self) -> np.ndarray:
@@ -2018,8 +2576,17 @@ class _Rendered:
         return np.take(_DEPTH_LUT, self.dcode)
 
 
-def _render(scene: _Scene, cam_s: float, width: int, height: int, condition: str, tex_rng: np.random.Generator,
-            cam_x: float, pitch_deg: float, yaw_deg: float) -> _Rendered:
+def _render(
+    scene: _Scene,
+    cam_s: float,
+    width: int,
+    height: int,
+    condition: str,
+    tex_rng: np.random.Generator,
+    cam_x: float,
+    pitch_deg: float,
+    yaw_deg: float,
+) -> _Rendered:
     p = scene.p
     cam = _Camera(p, width, height, cam_x, pitch_deg, yaw_deg)
     H, W = height, width
@@ -2176,8 +2743,14 @@ def _draw_ground(objmap: np.ndarray, cam: _Camera, cam_s: float, scene: _Scene, 
     o_my = reg.new(ROAD, tex=_TX_FLAT)
     o_kerb = reg.new(SIDEWALK, tex=_TX_SIDEWALK)
     o_terr = reg.new(TERRAIN, tex=_TX_TERRAIN)
-    cols = {o_road: scene.asphalt, o_track: _mul(scene.asphalt, 0.92), o_mw: scene.marking_white,
-            o_my: scene.marking_yellow, o_kerb: scene.kerb_col, o_terr: scene.terrain_col}
+    cols = {
+        o_road: scene.asphalt,
+        o_track: _mul(scene.asphalt, 0.92),
+        o_mw: scene.marking_white,
+        o_my: scene.marking_yellow,
+        o_kerb: scene.kerb_col,
+        o_terr: scene.terrain_col,
+    }
     o_sw, o_joint = {}, {}
     for sign in (-1, 1):
         o_sw[sign] = reg.new(SIDEWALK, tex=_TX_SIDEWALK)
@@ -2287,7 +2860,7 @@ def _noise3(rng: np.random.Generator, H: int, W: int, common: float = 0.5) -> np
     """(H, W, 3) unit Gaussian sensor noise: crops of the cached field at random offsets."""
     fine = _base_noise(2 * H, 2 * W)[0]
     oy, ox = rng.integers(0, [H, W], size=(4, 2)).T
-    ch = [fine[oy[i]:oy[i] + H, ox[i]:ox[i] + W] for i in range(4)]
+    ch = [fine[oy[i] : oy[i] + H, ox[i] : ox[i] + W] for i in range(4)]
     c = np.float32(common)
     return cv2.merge([ch[0] + c * ch[3], ch[1] + c * ch[3], ch[2] + c * ch[3]])
 
@@ -2296,7 +2869,9 @@ def _replace_sky(x: np.ndarray, r: _Rendered, rows_col: np.ndarray) -> np.ndarra
     """Paint the sky pixels of float image ``x`` with a per-row colour (H, 3)."""
     rh = min(x.shape[0], max(0, int(math.ceil(r.cam.horizon)) + 2))
     if rh > 0:
-        sky = cv2.resize(rows_col[:rh].astype(np.float32)[:, None, :], (x.shape[1], rh), interpolation=cv2.INTER_NEAREST)
+        sky = cv2.resize(
+            rows_col[:rh].astype(np.float32)[:, None, :], (x.shape[1], rh), interpolation=cv2.INTER_NEAREST
+        )
         top = x[:rh]
         out = cv2.copyTo(sky, r.sky_mask[:rh].view(np.uint8), top)
         if out is not top:
@@ -2344,18 +2919,22 @@ def _apply_condition(r: _Rendered, condition: str, rng: np.random.Generator) -> 
             d = _DEPTH_LUT
             beam_lut = (0.5 / (1.0 + (d / 18.0) ** 2) * (d > 2.0) * (d < 200.0)).astype(f32)
             a = (np.arange(W, dtype=f32) - f32(cam.cx)) / f32(cam.fx)
-            beam = np.take(beam_lut, r.dcode) * np.exp(-(a / 0.3) ** 2)[None, :]
+            beam = np.take(beam_lut, r.dcode) * np.exp(-((a / 0.3) ** 2))[None, :]
             # ambient + lamp pools (warm) + headlights, as one per-channel gain
             gains = [lightmap * f32(w) + beam + f32(amb * t) for w, t in ((1.0, 0.8), (0.85, 0.9), (0.6, 1.25))]
             x = base * cv2.merge(gains)
             glow_gain, emit_gain = 1.2, 0.9
         else:
-            x = cv2.multiply(base, tuple(float(v) for v in np.array([1.08, 0.86, 0.7]) * rng.uniform(0.45, 0.6)) + (0.0,))
+            x = cv2.multiply(
+                base, tuple(float(v) for v in np.array([1.08, 0.86, 0.7]) * rng.uniform(0.45, 0.6)) + (0.0,)
+            )
             top = np.array([50, 60, 110], f32)
             bot = np.array([250, 150, 80], f32) * f32(rng.uniform(0.8, 1.0))
             mid = np.array([190, 110, 130], f32)
             e2 = elev * 2.5
-            skycol = np.where(e2 < 1, bot * (1 - e2) + mid * e2, mid * (2 - np.minimum(e2, 2)) + top * (np.minimum(e2, 2) - 1))
+            skycol = np.where(
+                e2 < 1, bot * (1 - e2) + mid * e2, mid * (2 - np.minimum(e2, 2)) + top * (np.minimum(e2, 2) - 1)
+            )
             glow_gain, emit_gain = 1.2, 0.55
         x = _replace_sky(x, r, skycol)
         x = np.maximum(x, emit * f32(emit_gain))
@@ -2365,7 +2944,7 @@ def _apply_condition(r: _Rendered, condition: str, rng: np.random.Generator) -> 
         if condition == "night":
             fine = _base_noise(2 * H, 2 * W)[0]
             oy, ox = (int(v) for v in rng.integers(0, [H, W]))
-            x += _m3(fine[oy:oy + H, ox:ox + W] * f32(2.0))
+            x += _m3(fine[oy : oy + H, ox : ox + W] * f32(2.0))
     elif condition == "fog":
         vis = float(rng.uniform(25.0, 90.0))
         g = float(rng.uniform(180, 215))
@@ -2444,10 +3023,14 @@ def _check_condition(condition: str | None) -> None:
 
 def _finish(r: _Rendered, condition: str, index: int, params: SceneParams, fx_rng) -> SyntheticFrame:
     image = _apply_condition(r, condition, fx_rng)
-    return SyntheticFrame(image=image, label_ids=r.label, instance_ids=r.inst, condition=condition, index=int(index), params=params)
+    return SyntheticFrame(
+        image=image, label_ids=r.label, instance_ids=r.inst, condition=condition, index=int(index), params=params
+    )
 
 
-def generate_frame(seed: int, index: int, width: int = 1024, height: int = 512, condition: str | None = None) -> SyntheticFrame:
+def generate_frame(
+    seed: int, index: int, width: int = 1024, height: int = 512, condition: str | None = None
+) -> SyntheticFrame:
     """Render one independent frame, fully determined by (seed, index, size, condition).
 
     ``condition=None`` draws the condition from (seed, index). The scene (layout, objects and
@@ -2468,13 +3051,23 @@ def generate_frame(seed: int, index: int, width: int = 1024, height: int = 512, 
     for ag in scene.agents:
         if ag.kind == "person":
             ag.phase = float(srng.uniform(0, 2 * np.pi))
-    r = _render(scene, 0.0, int(width), int(height), condition, _rng(seed, index, _T_TEX),
-                scene.lay.ego_x, params.pitch_deg, params.yaw_deg)
+    r = _render(
+        scene,
+        0.0,
+        int(width),
+        int(height),
+        condition,
+        _rng(seed, index, _T_TEX),
+        scene.lay.ego_x,
+        params.pitch_deg,
+        params.yaw_deg,
+    )
     return _finish(r, condition, index, params, _rng(seed, index, _T_FX))
 
 
-def generate_drive(seed: int, frames: int, width: int = 1024, height: int = 512, fps: float = 10.0,
-                   condition: str | None = None) -> Iterator[SyntheticFrame]:
+def generate_drive(
+    seed: int, frames: int, width: int = 1024, height: int = 512, fps: float = 10.0, condition: str | None = None
+) -> Iterator[SyntheticFrame]:
     """Yield ``frames`` consecutive frames of one coherent drive (frame ``index`` 0, 1, ...).
 
     The camera drives along its lane at the scene's speed (with a little suspension pitch and

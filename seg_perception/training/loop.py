@@ -121,7 +121,9 @@ def _train_loop(
     Returns (training time in seconds, resumed runs included; whether it stopped early at
     ``stop_after`` iterations, checkpointed as an interrupted run would be)."""
     out = Path(cfg.out)
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay
+    )
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.iterations, pct_start=0.1)
     start_it, elapsed_before = 0, 0.0
     last = out / "last.pth"
@@ -141,11 +143,17 @@ def _train_loop(
     data = SyntheticData(cfg.seed, cfg.height, cfg.width, cfg.iterations * cfg.batch_size)
     # The sampler walks the fixed index sequence from where the run stopped.
     indices = list(range(start_it * cfg.batch_size, cfg.iterations * cfg.batch_size))
-    loader = DataLoader(data, batch_size=cfg.batch_size, sampler=indices, num_workers=cfg.workers,
-                        collate_fn=_collate, persistent_workers=cfg.workers > 0,
-                        # its own generator: creating the iterator must not draw from the global
-                        # RNG, or a resumed run's dropout draws would shift
-                        generator=torch.Generator().manual_seed(cfg.seed))
+    loader = DataLoader(
+        data,
+        batch_size=cfg.batch_size,
+        sampler=indices,
+        num_workers=cfg.workers,
+        collate_fn=_collate,
+        persistent_workers=cfg.workers > 0,
+        # its own generator: creating the iterator must not draw from the global
+        # RNG, or a resumed run's dropout draws would shift
+        generator=torch.Generator().manual_seed(cfg.seed),
+    )
     started = time.monotonic() - elapsed_before
     it = start_it
     model.train()
@@ -158,9 +166,18 @@ def _train_loop(
         it += 1
         _progress(it, cfg.iterations, loss.item(), started)
         if it % cfg.checkpoint_every == 0 or it in (cfg.iterations, stop_after):
-            torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                        "iteration": it, "elapsed_s": time.monotonic() - started, "config": asdict(cfg),
-                        "rng": torch.get_rng_state()}, last)
+            torch.save(
+                {
+                    "model": model.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict(),
+                    "iteration": it,
+                    "elapsed_s": time.monotonic() - started,
+                    "config": asdict(cfg),
+                    "rng": torch.get_rng_state(),
+                },
+                last,
+            )
         if it == stop_after:
             break
     sys.stderr.write("\n")
@@ -168,8 +185,9 @@ def _train_loop(
     return time.monotonic() - started, it == stop_after and it < cfg.iterations
 
 
-def train(cfg: TrainConfig, resume: bool = True, stop_after: int | None = None,
-          finish_at_stop: bool = False) -> Path | None:
+def train(
+    cfg: TrainConfig, resume: bool = True, stop_after: int | None = None, finish_at_stop: bool = False
+) -> Path | None:
     """Train the configured task; writes ``<out>/final.pth`` (fp16 card) and ``metrics.json``.
     With ``stop_after`` it checkpoints after that many iterations and returns None, as an
     interrupted run (resume it later); with ``finish_at_stop`` as well it evaluates and writes
@@ -191,23 +209,34 @@ def train(cfg: TrainConfig, resume: bool = True, stop_after: int | None = None,
         def loss_fn(batch: list) -> torch.Tensor:
             frames = torch.from_numpy(np.stack([b[0] for b in batch])).to(cfg.device)
             targets = torch.from_numpy(np.stack([b[1] for b in batch]).astype(np.int64)).to(cfg.device)
-            return nn.functional.cross_entropy(head.logits(frames), targets, weight=weight_t,
-                                               ignore_index=labels.ignore_train_id)
+            return nn.functional.cross_entropy(
+                head.logits(frames), targets, weight=weight_t, ignore_index=labels.ignore_train_id
+            )
 
         train_s, stopped = _train_loop(cfg, head.model, loss_fn, stop_after)
         if stopped and not finish_at_stop:
             return None
         metrics = evaluate_semantic_head(head, cfg, labels)
-        trained, extra = head.model, ({} if weights is None else {"class_weights": dict(zip(labels.class_names, weights))})
+        trained, extra = (
+            head.model,
+            ({} if weights is None else {"class_weights": dict(zip(labels.class_names, weights))}),
+        )
     elif cfg.task == "instance":
         from seg_perception.models.instance import build_instance_model, instance_class_names
 
         names = instance_class_names(labels)
-        model, _ = build_instance_model(cfg.model, len(names), cfg.init or None, seed=cfg.seed, class_names=names,
-                                        min_size=min(cfg.height, cfg.width), max_size=max(cfg.height, cfg.width),
-                                        rpn_pre_nms_top_n_train=cfg.rpn_train_proposals,
-                                        rpn_post_nms_top_n_train=cfg.rpn_train_proposals,
-                                        box_batch_size_per_image=cfg.roi_samples)
+        model, _ = build_instance_model(
+            cfg.model,
+            len(names),
+            cfg.init or None,
+            seed=cfg.seed,
+            class_names=names,
+            min_size=min(cfg.height, cfg.width),
+            max_size=max(cfg.height, cfg.width),
+            rpn_pre_nms_top_n_train=cfg.rpn_train_proposals,
+            rpn_post_nms_top_n_train=cfg.rpn_train_proposals,
+            box_batch_size_per_image=cfg.roi_samples,
+        )
         if cfg.backbone_init:
             transfer_backbone(model, cfg.backbone_init)
         model.to(cfg.device)
@@ -225,9 +254,16 @@ def train(cfg: TrainConfig, resume: bool = True, stop_after: int | None = None,
     else:
         raise SegPerceptionError(f"unknown task {cfg.task!r}; expected semantic or instance")
     meta = {
-        "arch": cfg.model, "labels": labels.name, "input_size": [cfg.height, cfg.width],
-        "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "train_config": asdict(cfg),
-        "train_time_s": round(train_s, 1), "metrics": metrics, "torch": str(torch.__version__), **extra,
+        "arch": cfg.model,
+        "labels": labels.name,
+        "input_size": [cfg.height, cfg.width],
+        "mean": list(IMAGENET_MEAN),
+        "std": list(IMAGENET_STD),
+        "train_config": asdict(cfg),
+        "train_time_s": round(train_s, 1),
+        "metrics": metrics,
+        "torch": str(torch.__version__),
+        **extra,
         **({"stopped_at": stop_after} if stopped else {}),
     }
     half = {k: (v.half() if v.is_floating_point() else v) for k, v in trained.state_dict().items()}
@@ -268,13 +304,15 @@ def transfer_backbone(model: nn.Module, checkpoint: str | Path) -> int:
     for key, value in state.items():
         if not key.startswith("backbone."):
             continue
-        dest = "backbone.body." + key[len("backbone."):]
+        dest = "backbone.body." + key[len("backbone.") :]
         if dest in target and target[dest].shape == value.shape:
             copied[dest] = value.to(target[dest].dtype)
     body = [k for k in target if k.startswith("backbone.body.")]
     if len(copied) != len(body):
-        raise SegPerceptionError(f"{checkpoint}: {len(copied)} of the {len(body)} backbone tensors fit; "
-                                 "expected a DeepLabV3-MobileNetV3-Large checkpoint")
+        raise SegPerceptionError(
+            f"{checkpoint}: {len(copied)} of the {len(body)} backbone tensors fit; "
+            "expected a DeepLabV3-MobileNetV3-Large checkpoint"
+        )
     model.load_state_dict(copied, strict=False)
     return len(copied)
 
@@ -293,8 +331,11 @@ def evaluate_semantic_head(head: SemanticHead, cfg: TrainConfig, labels: LabelSe
             conf += confusion_matrix(pred, frame.train_ids, labels.num_classes)
         total += conf
         per_condition[condition] = {k: v for k, v in summarize(conf, labels.class_names).items() if k != "iou"}
-    return {"all": summarize(total, labels.class_names), "per_condition": per_condition,
-            "frames": cfg.eval_frames_per_condition * len(CONDITIONS)}
+    return {
+        "all": summarize(total, labels.class_names),
+        "per_condition": per_condition,
+        "frames": cfg.eval_frames_per_condition * len(CONDITIONS),
+    }
 
 
 @torch.inference_mode()
@@ -317,8 +358,11 @@ def evaluate_instance_model(model: nn.Module, cfg: TrainConfig, labels: LabelSet
         res = evaluator.result()
         per_condition[condition] = {"AP": res["AP"], "AP50": res["AP50"]}
     res = overall.result()
-    return {"all": {"AP": res["AP"], "AP50": res["AP50"], "classes": res["classes"]},
-            "per_condition": per_condition, "frames": cfg.eval_frames_per_condition * len(CONDITIONS)}
+    return {
+        "all": {"AP": res["AP"], "AP50": res["AP50"], "classes": res["classes"]},
+        "per_condition": per_condition,
+        "frames": cfg.eval_frames_per_condition * len(CONDITIONS),
+    }
 
 
 def model_card(meta: dict[str, Any], commands: list[str], stages: list[dict[str, Any]] | None = None) -> str:
@@ -326,10 +370,12 @@ def model_card(meta: dict[str, Any], commands: list[str], stages: list[dict[str,
     metrics = meta["metrics"]
     instance = "mIoU" not in metrics["all"]
     stages = stages or [meta]
-    init = ("Backbone initialised from the semantic default weights (trained on the same generated scenes); "
-            "nothing downloaded, nothing pretrained elsewhere." if any(s["train_config"].get("backbone_init")
-                                                                       for s in stages)
-            else "Nothing downloaded, nothing pretrained.")
+    init = (
+        "Backbone initialised from the semantic default weights (trained on the same generated scenes); "
+        "nothing downloaded, nothing pretrained elsewhere."
+        if any(s["train_config"].get("backbone_init") for s in stages)
+        else "Nothing downloaded, nothing pretrained."
+    )
     lines = [
         f"# {meta['arch']} — seg_perception default weights",
         "",
@@ -353,8 +399,11 @@ def model_card(meta: dict[str, Any], commands: list[str], stages: list[dict[str,
         extra = []
         if cfg.get("class_weights", "none") != "none":
             extra.append(f"{cfg['class_weights']} class weights")
-        its = (f"{stage['stopped_at']} iterations of a {cfg['iterations']}-iteration schedule" if stage.get("stopped_at")
-               else f"{cfg['iterations']} iterations")
+        its = (
+            f"{stage['stopped_at']} iterations of a {cfg['iterations']}-iteration schedule"
+            if stage.get("stopped_at")
+            else f"{cfg['iterations']} iterations"
+        )
         if cfg.get("task") == "instance":
             extra.append(f"{cfg['rpn_train_proposals']} proposals, {cfg['roi_samples']} RoIs per image")
         lines.append(
@@ -373,6 +422,7 @@ def _pct(value: float | None) -> str:
 
 def _condition_table(metrics: dict[str, Any], method: str, columns: dict[str, str]) -> list[str]:
     """Heading and the per-condition table (plus the overall row) of ``columns`` {title: key}."""
+
     def cells(m: dict[str, Any]) -> str:
         return " | ".join(_pct(m[key]) for key in columns.values())
 
@@ -389,8 +439,9 @@ def _condition_table(metrics: dict[str, Any], method: str, columns: dict[str, st
 
 def _semantic_tables(metrics: dict[str, Any]) -> list[str]:
     return [
-        *_condition_table(metrics, "confusion-matrix IoU as in cityscapesscripts",
-                          {"mIoU %": "mIoU", "pixel acc %": "pixel_accuracy"}),
+        *_condition_table(
+            metrics, "confusion-matrix IoU as in cityscapesscripts", {"mIoU %": "mIoU", "pixel acc %": "pixel_accuracy"}
+        ),
         "",
         "| class | IoU % |",
         "|---|---|",
@@ -405,8 +456,11 @@ def _semantic_tables(metrics: dict[str, Any]) -> list[str]:
 
 def _instance_tables(metrics: dict[str, Any]) -> list[str]:
     return [
-        *_condition_table(metrics, "mask AP as `evalInstanceLevelSemanticLabeling` computes it, score threshold 0.3",
-                          {"AP %": "AP", "AP50 %": "AP50"}),
+        *_condition_table(
+            metrics,
+            "mask AP as `evalInstanceLevelSemanticLabeling` computes it, score threshold 0.3",
+            {"AP %": "AP", "AP50 %": "AP50"},
+        ),
         "",
         "| class | AP % | AP50 % |",
         "|---|---|---|",

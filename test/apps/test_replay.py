@@ -15,21 +15,26 @@ import numpy as np
 import pytest
 from rosbags.rosbag2 import Reader, Writer
 
-from seg_perception.io import bags
 from seg_perception.apps.cli import main
+from seg_perception.apps.replay import ReplayOptions, replay_bag
 from seg_perception.config.records import node_defaults
+from seg_perception.io import bags
 from seg_perception.io.image import decode_compressed, decode_image
 from seg_perception.metrics.bags import evaluate_bags
 from seg_perception.pipeline.perception import PerceptionCore
-from seg_perception.apps.replay import ReplayOptions, replay_bag
 from seg_perception.synthetic.scenes import generate_drive
 
 # Shipped semantic weights; an untrained instance model, small, with low thresholds so it
 # produces many instances on tiny frames and the equality checks mean something.
 OVERRIDES = {
-    "semantic.backend": "torch", "semantic.device": "cpu", "instance.checkpoint": "",
-    "instance.input_height": 128, "instance.input_width": 256, "instance.device": "cpu",
-    "instance.score_threshold": 0.05, "instance.mask_threshold": 0.3,
+    "semantic.backend": "torch",
+    "semantic.device": "cpu",
+    "instance.checkpoint": "",
+    "instance.input_height": 128,
+    "instance.input_width": 256,
+    "instance.device": "cpu",
+    "instance.score_threshold": 0.05,
+    "instance.mask_threshold": 0.3,
 }
 
 
@@ -46,8 +51,9 @@ def core(params: dict) -> PerceptionCore:
 
 
 def drive_bag(path: Path, frames: int = 3, storage: str = "sqlite3", compressed: str = "", seed: int = 5) -> Path:
-    return bags.write_drive_bag(path, generate_drive(seed, frames, 320, 192, fps=10.0), fps=10.0,
-                                storage=storage, compressed=compressed)
+    return bags.write_drive_bag(
+        path, generate_drive(seed, frames, 320, 192, fps=10.0), fps=10.0, storage=storage, compressed=compressed
+    )
 
 
 def read_bag(path: Path) -> dict[str, list[tuple[int, object]]]:
@@ -63,8 +69,9 @@ def pixels(msg: object) -> np.ndarray:
 
 
 @pytest.mark.parametrize(("storage", "compressed"), [("sqlite3", ""), ("mcap", ""), ("mcap", "png")])
-def test_replay_output_bag_equals_the_core_frame_by_frame(tmp_path: Path, params: dict, core: PerceptionCore,
-                                                          storage: str, compressed: str) -> None:
+def test_replay_output_bag_equals_the_core_frame_by_frame(
+    tmp_path: Path, params: dict, core: PerceptionCore, storage: str, compressed: str
+) -> None:
     in_bag = drive_bag(tmp_path / "in", storage=storage, compressed=compressed)
     report = replay_bag(in_bag, tmp_path / "out", params, ReplayOptions(overlays=True, progress=False))
     assert (report.frames, report.bad_frames, report.stopped) == (3, 0, "completed")
@@ -72,15 +79,24 @@ def test_replay_output_bag_equals_the_core_frame_by_frame(tmp_path: Path, params
     inputs = read_bag(in_bag)
     outputs = read_bag(tmp_path / "out")
     cam_topic = "/camera/image_raw/compressed" if compressed else "/camera/image_raw"
-    for topic in ("semantic/class_map", "instance/instance_map", "instance/detections", "panoptic/panoptic_map",
-                  "semantic/overlay", "instance/overlay", "panoptic/overlay"):
+    for topic in (
+        "semantic/class_map",
+        "instance/instance_map",
+        "instance/detections",
+        "panoptic/panoptic_map",
+        "semantic/overlay",
+        "instance/overlay",
+        "panoptic/overlay",
+    ):
         assert len(outputs[f"/camera/{topic}"]) == 3, topic
     instances_seen = 0
     for i, (logtime, msg) in enumerate(inputs[cam_topic]):
         image = decode_compressed(msg) if compressed else decode_image(msg)
         expected = core.run([image])[0]
-        got = {t: outputs[f"/camera/{t}"][i] for t in ("semantic/class_map", "instance/instance_map",
-                                                       "instance/detections", "panoptic/panoptic_map")}
+        got = {
+            t: outputs[f"/camera/{t}"][i]
+            for t in ("semantic/class_map", "instance/instance_map", "instance/detections", "panoptic/panoptic_map")
+        }
         for t, (out_time, out_msg) in got.items():
             assert out_time == logtime, t  # written at the input's time ...
             assert out_msg.header.stamp == msg.header.stamp and out_msg.header.frame_id == msg.header.frame_id
@@ -115,11 +131,14 @@ def test_replay_report_metrics_equal_eval_of_the_bags(tmp_path: Path, params: di
     assert metrics["semantic"]["mIoU"] > 0.15 and metrics["semantic"]["pixel_accuracy"] > 0.7
 
     assert main(["eval", "--pred", str(tmp_path / "out"), "--gt", str(in_bag), "--json", str(tmp_path / "e.json")]) == 0
-    assert json.loads((tmp_path / "e.json").read_text())["semantic"]["mIoU"] == pytest.approx(metrics["semantic"]["mIoU"])
+    assert json.loads((tmp_path / "e.json").read_text())["semantic"]["mIoU"] == pytest.approx(
+        metrics["semantic"]["mIoU"]
+    )
 
 
-def test_replay_of_two_cameras_batches_them_and_writes_under_each_namespace(tmp_path: Path, params: dict,
-                                                                           core: PerceptionCore) -> None:
+def test_replay_of_two_cameras_batches_them_and_writes_under_each_namespace(
+    tmp_path: Path, params: dict, core: PerceptionCore
+) -> None:
     frames = {"/front": list(generate_drive(1, 2, 320, 192)), "/rear": list(generate_drive(2, 2, 256, 160))}
     with Writer(tmp_path / "in", version=8) as writer:
         conns = {ns: writer.add_connection(f"{ns}/image", bags.IMAGE, typestore=bags.TYPESTORE) for ns in frames}
@@ -144,8 +163,9 @@ def test_replay_of_two_cameras_batches_them_and_writes_under_each_namespace(tmp_
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "seg_perception.apps.cli", *args], capture_output=True, text=True,
-                          timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "seg_perception.apps.cli", *args], capture_output=True, text=True, timeout=600
+    )
 
 
 def corrupt_mcap_chunk(bag: Path, index: int) -> None:
@@ -161,7 +181,7 @@ def corrupt_mcap_chunk(bag: Path, index: int) -> None:
     body = chunks[index] + 9
     (name_len,) = struct.unpack_from("<I", data, body + 28)  # after start/end time, size, crc
     first_record = body + 28 + 4 + name_len + 8
-    data[first_record:first_record + 40] = b"\x05" + b"\xff" * 39
+    data[first_record : first_record + 40] = b"\x05" + b"\xff" * 39
     path.write_bytes(data)
 
 
@@ -181,7 +201,11 @@ def test_replay_keeps_frames_before_a_fault_in_the_middle_of_the_bag(tmp_path: P
     ("setup", "args", "message"),
     [
         ("truncated", [], r"cannot open bag .*malformed"),
-        ("ok", ["--topic", "/camera/missing"], r"topic /camera/missing is not in the bag; image topics: \[.*'/camera/image_raw'\]"),
+        (
+            "ok",
+            ["--topic", "/camera/missing"],
+            r"topic /camera/missing is not in the bag; image topics: \[.*'/camera/image_raw'\]",
+        ),
         ("ok", ["--topic", "/camera/gt/condition"], r"topic /camera/gt/condition is std_msgs/msg/String; expected"),
         ("none", [], r"bag .*/nothing does not exist"),
         ("ok", ["--models", "semantic,lidar"], r"models must be a non-empty subset"),
@@ -227,9 +251,22 @@ def test_interrupted_replay_leaves_a_readable_bag_and_report(tmp_path: Path) -> 
     import re
 
     in_bag = drive_bag(tmp_path / "in", frames=40)
-    proc = subprocess.Popen([sys.executable, "-m", "seg_perception.apps.cli", "replay", str(in_bag), "--out",
-                             str(tmp_path / "out"), "--models", "semantic"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, bufsize=0)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "seg_perception.apps.cli",
+            "replay",
+            str(in_bag),
+            "--out",
+            str(tmp_path / "out"),
+            "--models",
+            "semantic",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        bufsize=0,
+    )
     seen = bytearray()
 
     def read() -> None:

@@ -15,7 +15,14 @@ def test_default_label_set_is_the_19_cityscapes_train_classes() -> None:
     assert labels.num_classes == 19
     assert labels.class_names[0] == "road" and labels.class_names[-1] == "bicycle"
     assert [c.name for c in labels.thing_classes] == [
-        "person", "rider", "car", "truck", "bus", "train", "motorcycle", "bicycle",
+        "person",
+        "rider",
+        "car",
+        "truck",
+        "bus",
+        "train",
+        "motorcycle",
+        "bicycle",
     ]
     assert tuple(labels.palette()[0]) == (128, 64, 128)  # road purple
     assert tuple(labels.palette()[255]) == (0, 0, 0)
@@ -36,9 +43,11 @@ def test_label_set_raises_on_unknown_name() -> None:
         load_label_set("mapillary_v9")
 
 
-def test_label_set_raises_on_train_id_gap(tmp_path) -> None:  # noqa: ANN001
+def test_label_set_raises_on_train_id_gap(tmp_path) -> None:
     path = tmp_path / "gappy.yaml"
-    path.write_text("name: gappy\nlabels:\n  - [a, 1, 0, x, false, false, [1, 2, 3]]\n  - [b, 2, 2, x, false, false, [1, 2, 3]]\n")
+    path.write_text(
+        "name: gappy\nlabels:\n  - [a, 1, 0, x, false, false, [1, 2, 3]]\n  - [b, 2, 2, x, false, false, [1, 2, 3]]\n"
+    )
     with pytest.raises(ConfigError, match="without gaps"):
         load_label_set(path)
 
@@ -66,7 +75,7 @@ def test_semantic_defaults_parse_into_records() -> None:
         ({"model": "segformer"}, "unknown semantic model"),
     ],
 )
-def test_semantic_config_rejects_bad_values_with_a_readable_message(override, match) -> None:  # noqa: ANN001
+def test_semantic_config_rejects_bad_values_with_a_readable_message(override, match) -> None:
     params = {**node_defaults("semantic"), **override}
     with pytest.raises(ConfigError, match=match):
         SemanticModelConfig.from_params(params)
@@ -82,7 +91,7 @@ def test_semantic_config_rejects_bad_values_with_a_readable_message(override, ma
         ({"diagnostics_period": 0}, "diagnostics_period"),
     ],
 )
-def test_node_io_config_rejects_bad_values(override, match) -> None:  # noqa: ANN001
+def test_node_io_config_rejects_bad_values(override, match) -> None:
     with pytest.raises(ConfigError, match=match):
         NodeIOConfig.from_params({**node_defaults("semantic"), **override})
 
@@ -94,7 +103,7 @@ def test_config_reports_missing_parameters() -> None:
         SemanticModelConfig.from_params(params)
 
 
-def test_param_file_without_ros_parameters_is_rejected(tmp_path) -> None:  # noqa: ANN001
+def test_param_file_without_ros_parameters_is_rejected(tmp_path) -> None:
     path = tmp_path / "p.yaml"
     path.write_text("node:\n  model: x\n")
     with pytest.raises(ConfigError, match="ros__parameters"):

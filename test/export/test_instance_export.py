@@ -17,7 +17,6 @@ import pytest
 import torch
 
 from seg_perception.errors import BackendError
-from seg_perception.io.image import ColorOrder, DecodedImage
 from seg_perception.export.instance import (
     MATCH_GATES,
     PARTS,
@@ -33,8 +32,9 @@ from seg_perception.export.instance import (
     torch_runners,
 )
 from seg_perception.export.onnx import read_onnx_metadata
-from seg_perception.models.instance import build_instance_model, instance_class_names, save_instance_checkpoint
+from seg_perception.io.image import ColorOrder, DecodedImage
 from seg_perception.labels import load_label_set
+from seg_perception.models.instance import build_instance_model, instance_class_names, save_instance_checkpoint
 
 pytest.importorskip("onnxruntime", reason="ONNX Runtime not installed (pip install -r requirements-accel.txt)")
 
@@ -53,8 +53,9 @@ def detecting_model(seed: int = 3) -> torch.nn.Module:
     reordering changes which detections survive NMS). BatchNorm statistics taken on generated
     road scenes and a 10x sharper box classifier spread the scores over 0.3-0.9.
     """
-    model, _ = build_instance_model(ARCH, len(instance_class_names(LABELS)), seed=seed, min_size=min(SIZE),
-                                    max_size=max(SIZE))
+    model, _ = build_instance_model(
+        ARCH, len(instance_class_names(LABELS)), seed=seed, min_size=min(SIZE), max_size=max(SIZE)
+    )
     configure_for_size(model, SIZE)
     x = torch.from_numpy(scene_frames(SIZE, 8, seed=1)).permute(0, 3, 1, 2).float() / 255.0
     mean = torch.tensor(model.transform.image_mean)[:, None, None]
@@ -135,8 +136,13 @@ def test_fp32_split_export_has_three_graphs_with_dynamic_batch_and_rois(fp32_gra
 
 def test_export_refuses_when_the_check_fails_and_writes_nothing(model: torch.nn.Module, tmp_path: Path) -> None:
     with pytest.raises(OnnxExportError, match="refusing to write them"):
-        export_instance_onnx(model, onnx_paths(tmp_path, "fp32"), SIZE, "fp32",
-                             gate=MatchGate(iou=0.9, score=0.01, mask=0.95, fraction=1.01))
+        export_instance_onnx(
+            model,
+            onnx_paths(tmp_path, "fp32"),
+            SIZE,
+            "fp32",
+            gate=MatchGate(iou=0.9, score=0.01, mask=0.95, fraction=1.01),
+        )
     assert not list(tmp_path.iterdir())
     with pytest.raises(OnnxExportError, match="multiples of 32"):
         export_instance_onnx(model, onnx_paths(tmp_path, "fp32"), (100, 256), "fp32")
@@ -175,17 +181,27 @@ def test_ort_instance_backend_refuses_other_weights_and_precisions(fp32_graphs: 
 
 
 def test_instance_from_config_serves_onnxruntime_from_the_engines_folder(
-    model: torch.nn.Module, fp32_graphs: dict[str, Path], engines_dir: Path, tmp_path: Path,
+    model: torch.nn.Module,
+    fp32_graphs: dict[str, Path],
+    engines_dir: Path,
+    tmp_path: Path,
 ) -> None:
     from seg_perception.config.records import InstanceModelConfig, node_defaults
     from seg_perception.inference.instance_backend import OnnxRuntimeInstanceBackend
-    from seg_perception.pipeline.instance import TorchInstanceBackend
     from seg_perception.pipeline import factory
+    from seg_perception.pipeline.instance import TorchInstanceBackend
 
     checkpoint = save_instance_checkpoint(tmp_path / "inst.pth", model, ARCH, instance_class_names(LABELS))
     params = node_defaults("instance")
-    params.update(input_height=SIZE[0], input_width=SIZE[1], checkpoint=str(checkpoint), device="cpu",
-                  score_threshold=SCORE, max_instances=DETECTIONS, engines_dir=str(engines_dir))
+    params.update(
+        input_height=SIZE[0],
+        input_width=SIZE[1],
+        checkpoint=str(checkpoint),
+        device="cpu",
+        score_threshold=SCORE,
+        max_instances=DETECTIONS,
+        engines_dir=str(engines_dir),
+    )
     frames = [DecodedImage(f, ColorOrder.RGB) for f in scene_frames((256, 512), 2, seed=10_100)]
     results = {}
     for backend in ("onnxruntime", "auto", "torch"):
@@ -201,7 +217,8 @@ def test_instance_from_config_serves_onnxruntime_from_the_engines_folder(
     empty = tmp_path / "empty"
     empty.mkdir()
     segmenter = factory.instance_from_config(
-        InstanceModelConfig.from_params({**params, "backend": "auto", "engines_dir": str(empty)}))
+        InstanceModelConfig.from_params({**params, "backend": "auto", "engines_dir": str(empty)})
+    )
     assert isinstance(segmenter.backend, TorchInstanceBackend)  # auto never exports at start-up
 
 
@@ -238,15 +255,18 @@ def graphs_by_precision(model: torch.nn.Module, engines_dir: Path, fp32_graphs: 
     return {
         "fp32": fp32_graphs,
         "fp16": export_instance_onnx(model, onnx_paths(engines_dir, "fp16"), SIZE, "fp16", calib, arch=ARCH),
-        "int8": export_instance_onnx(model, onnx_paths(engines_dir, "int8"), SIZE, "int8", calib, arch=ARCH,
-                                     gate=loose),
+        "int8": export_instance_onnx(
+            model, onnx_paths(engines_dir, "int8"), SIZE, "int8", calib, arch=ARCH, gate=loose
+        ),
     }
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(not HAS_RTX, reason="TensorRT-RTX not installed (pip install -r requirements-accel.txt)")
 @pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
-def test_tensorrt_rtx_builds_all_three_split_graphs(precision: str, graphs_by_precision: dict, engines_dir: Path) -> None:
+def test_tensorrt_rtx_builds_all_three_split_graphs(
+    precision: str, graphs_by_precision: dict, engines_dir: Path
+) -> None:
     from collections import Counter
 
     import onnx
@@ -275,7 +295,10 @@ def test_tensorrt_rtx_builds_all_three_split_graphs(precision: str, graphs_by_pr
 @pytest.mark.ros
 @pytest.mark.slow
 def test_instance_node_on_onnxruntime_publishes_what_the_torch_core_computes(
-    model: torch.nn.Module, fp32_graphs: dict[str, Path], engines_dir: Path, tmp_path: Path,
+    model: torch.nn.Module,
+    fp32_graphs: dict[str, Path],
+    engines_dir: Path,
+    tmp_path: Path,
 ) -> None:
     """The node with ``backend: onnxruntime`` (split graphs) over DDS vs the eager torch core."""
     from diagnostic_msgs.msg import DiagnosticArray
@@ -284,19 +307,27 @@ def test_instance_node_on_onnxruntime_publishes_what_the_torch_core_computes(
 
     from seg_perception.config.records import InstanceModelConfig, node_defaults
     from seg_perception.pipeline import factory
-    from seg_perception.ros.tools.harness import GraphClient, NodeProcess
     from seg_perception.ros.messages import image_msg
-
+    from seg_perception.ros.tools.harness import GraphClient, NodeProcess
     from test.ros.helpers import latest_diagnostics, publish_until, stamped
 
     checkpoint = save_instance_checkpoint(tmp_path / "inst.pth", model, ARCH, instance_class_names(LABELS))
-    params = dict(input_height=SIZE[0], input_width=SIZE[1], checkpoint=str(checkpoint), device="cpu",
-                  score_threshold=SCORE, max_instances=DETECTIONS, engines_dir=str(engines_dir))
+    params = dict(
+        input_height=SIZE[0],
+        input_width=SIZE[1],
+        checkpoint=str(checkpoint),
+        device="cpu",
+        score_threshold=SCORE,
+        max_instances=DETECTIONS,
+        engines_dir=str(engines_dir),
+    )
     torch_core = factory.instance_from_config(
-        InstanceModelConfig.from_params({**node_defaults("instance"), **params, "backend": "torch"}))
+        InstanceModelConfig.from_params({**node_defaults("instance"), **params, "backend": "torch"})
+    )
     ns = "/inst_ort"
-    node = NodeProcess("seg_perception.ros.instance_node", ns,
-                       {**params, "backend": "onnxruntime", "diagnostics_period": 0.5})
+    node = NodeProcess(
+        "seg_perception.ros.instance_node", ns, {**params, "backend": "onnxruntime", "diagnostics_period": 0.5}
+    )
     client = GraphClient("instance_ort_client")
     try:
         client.subscribe(Image, f"{ns}/instance/instance_map")
@@ -326,12 +357,24 @@ def test_export_cli_writes_where_the_config_or_the_flag_says(tmp_path: Path, fla
     from seg_perception.apps.cli import main
 
     via_param, via_flag = tmp_path / "param", tmp_path / "flag"
-    args = ["export", "--model", "instance", "-p", f"engines_dir={via_param}", "-p", "input_height=64",
-            "-p", "input_width=128", "--accuracy-frames", "0"]
+    args = [
+        "export",
+        "--model",
+        "instance",
+        "-p",
+        f"engines_dir={via_param}",
+        "-p",
+        "input_height=64",
+        "-p",
+        "input_width=128",
+        "--accuracy-frames",
+        "0",
+    ]
     if flag == "option":
         args += ["--engines-dir", str(via_flag)]
     assert main(args) == 0
     written = via_flag if flag == "option" else via_param
     assert sorted(p.name for p in written.glob("*.onnx")) == [
-        f"maskrcnn_mobilenet_v3_large_fpn_64x128_fp32.{part}.onnx" for part in ("backbone", "box_head", "mask_head")]
+        f"maskrcnn_mobilenet_v3_large_fpn_64x128_fp32.{part}.onnx" for part in ("backbone", "box_head", "mask_head")
+    ]
     assert flag == "param" or not via_param.exists()

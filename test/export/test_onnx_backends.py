@@ -20,7 +20,6 @@ import pytest
 import torch
 
 from seg_perception.errors import BackendError, SegPerceptionError
-from seg_perception.inference import SemanticBackend
 from seg_perception.export.onnx import (
     MIN_AGREEMENT,
     OnnxExportError,
@@ -28,8 +27,8 @@ from seg_perception.export.onnx import (
     read_onnx_metadata,
     verification_frames,
 )
+from seg_perception.inference import SemanticBackend
 from seg_perception.inference.torch_backend import TorchSemanticBackend
-
 from test.conftest import spatially_varied_model
 
 pytest.importorskip("onnxruntime", reason="ONNX Runtime not installed (pip install -r requirements-accel.txt)")
@@ -91,8 +90,16 @@ def engines(onnx_by_precision: dict[str, Path]) -> dict[str, tuple[Path, dict]]:
     built = {}
     for precision, onnx_path in onnx_by_precision.items():
         engine = onnx_path.with_suffix(".engine")
-        side = build_engine(onnx_path, engine, precision, min_batch=1, opt_batch=1, max_batch=4,
-                            library="tensorrt_rtx", workspace_mb=1024)
+        side = build_engine(
+            onnx_path,
+            engine,
+            precision,
+            min_batch=1,
+            opt_batch=1,
+            max_batch=4,
+            library="tensorrt_rtx",
+            workspace_mb=1024,
+        )
         built[precision] = (engine, side)
     return built
 
@@ -265,11 +272,16 @@ def test_sidecar_check_refuses_every_mismatch(
     original = json.loads(sidecar_path(engine).read_text())
     rtx = import_tensorrt("tensorrt_rtx")
 
-    def refused(edit: dict | None = None, **kw) -> str:  # noqa: ANN003
+    def refused(edit: dict | None = None, **kw) -> str:
         sidecar_path(engine).write_text(json.dumps({**original, **(edit or {})}))
         with pytest.raises(SidecarMismatch) as info:
-            check_sidecar(engine, kw.pop("onnx", onnx_path), kw.pop("precision", "fp16"),
-                          gpu=kw.pop("gpu", None), library=kw.pop("library", rtx))
+            check_sidecar(
+                engine,
+                kw.pop("onnx", onnx_path),
+                kw.pop("precision", "fp16"),
+                gpu=kw.pop("gpu", None),
+                library=kw.pop("library", rtx),
+            )
         message = str(info.value)
         assert "\n" not in message and "rebuild it: seg-perception build-engine" in message
         return message
@@ -278,13 +290,17 @@ def test_sidecar_check_refuses_every_mismatch(
     assert "is fp16, int8 was asked for" in refused(precision="int8")
     assert "another ONNX graph" in refused(onnx=onnx_by_precision["fp32"])
     assert "this GPU (NVIDIA RTX A2000) is 8.6" in refused(
-        {"rtx_targets": ["8.9", "12.0"]}, gpu=GpuInfo("NVIDIA RTX A2000", (8, 6)))
+        {"rtx_targets": ["8.9", "12.0"]}, gpu=GpuInfo("NVIDIA RTX A2000", (8, 6))
+    )
     assert "targets Ampere and later" in refused(gpu=GpuInfo("Quadro RTX 4000", (7, 5)))
-    tensorrt_side = {"library": "tensorrt", "library_version": "10.13.3.9", "rtx_targets": None,
-                     "gpu": {"name": "NVIDIA H100 80GB HBM3", "compute_capability": "9.0"}}
+    tensorrt_side = {
+        "library": "tensorrt",
+        "library_version": "10.13.3.9",
+        "rtx_targets": None,
+        "gpu": {"name": "NVIDIA H100 80GB HBM3", "compute_capability": "9.0"},
+    }
     fake_trt10 = TrtLibrary(module=rtx.module, name="tensorrt", version="10.13.3.9")
-    assert "this GPU is NVIDIA L4 (8.9)" in refused(
-        tensorrt_side, gpu=GpuInfo("NVIDIA L4", (8, 9)), library=fake_trt10)
+    assert "this GPU is NVIDIA L4 (8.9)" in refused(tensorrt_side, gpu=GpuInfo("NVIDIA L4", (8, 9)), library=fake_trt10)
     if importlib.util.find_spec("tensorrt") is None:
         assert "which is not installed here" in refused(tensorrt_side, library=None)
     # The untouched sidecar passes, with a GPU that fits the default targets too.
@@ -319,7 +335,9 @@ def test_tensorrt_backend_says_in_one_line_why_it_cannot_run_here(tmp_path: Path
 def test_tensorrt_library_missing_names_the_install(tmp_path: Path) -> None:
     from seg_perception.export.engine_build import import_tensorrt
 
-    with pytest.raises(BackendError, match="no TensorRT library \\(tensorrt\\) is importable: install TensorRT: pip install"):
+    with pytest.raises(
+        BackendError, match="no TensorRT library \\(tensorrt\\) is importable: install TensorRT: pip install"
+    ):
         import_tensorrt("tensorrt")
 
 
@@ -343,8 +361,8 @@ def test_semantic_accuracy_gate_reports_miou_next_to_fp32_and_refuses_past_the_l
 
 @pytest.mark.parametrize(("storage", "compressed"), [("sqlite3", ""), ("mcap", "jpeg")])
 def test_calibration_frames_come_from_a_bag_camera_topic(storage: str, compressed: str, tmp_path: Path) -> None:
-    from seg_perception.io.bags import write_drive_bag
     from seg_perception.export.onnx import bag_calibration_frames
+    from seg_perception.io.bags import write_drive_bag
     from seg_perception.synthetic.scenes import generate_drive
 
     bag = write_drive_bag(tmp_path / "drive", generate_drive(3, 5, 128, 64), storage=storage, compressed=compressed)

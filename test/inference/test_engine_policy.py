@@ -24,19 +24,20 @@ from sensor_msgs.msg import Image
 
 from seg_perception.config.records import SemanticModelConfig
 from seg_perception.errors import ConfigError
-from seg_perception.io.image import ColorOrder, DecodedImage
+from seg_perception.export.engine_build import check_sidecar, sidecar_path
 from seg_perception.inference import engine_policy, registry
 from seg_perception.inference.base import SemanticOutput
-from seg_perception.export.engine_build import check_sidecar, sidecar_path
+from seg_perception.io.image import ColorOrder, DecodedImage
 from seg_perception.pipeline import semantic as semantic_module
 from seg_perception.pipeline.semantic import SemanticSegmenter
 from seg_perception.ros.tools.harness import GraphClient, NodeProcess, node_command, node_env
-
 from test.ros.helpers import latest_diagnostics, make_image, stamped
 
 pytest.importorskip("onnxruntime", reason="ONNX Runtime not installed (pip install -r requirements-accel.txt)")
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("tensorrt_rtx") is None,
-                                reason="TensorRT-RTX not installed (pip install -r requirements-accel.txt)")
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("tensorrt_rtx") is None,
+    reason="TensorRT-RTX not installed (pip install -r requirements-accel.txt)",
+)
 MODULE = "seg_perception.ros.semantic_node"
 BUILD_TIMEOUT_S = 150
 
@@ -65,7 +66,7 @@ def config(params: dict, engines: Path, policy: str, **overrides: object) -> Sem
 
 
 @pytest.fixture(scope="module")
-def background_build(small_semantic_params: dict, tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+def background_build(small_semantic_params: dict, tmp_path_factory: pytest.TempPathFactory):
     """A segmenter under build_in_background with no engine: it serves on torch while a child
     process exports the ONNX and builds the engine (TensorRT-RTX, real)."""
     engines = tmp_path_factory.mktemp("engines")
@@ -85,7 +86,7 @@ def background_build(small_semantic_params: dict, tmp_path_factory: pytest.TempP
 
 
 @pytest.mark.slow
-def test_background_build_goes_building_to_built_and_stays_on_the_fallback_without_a_gpu(background_build) -> None:  # noqa: ANN001
+def test_background_build_goes_building_to_built_and_stays_on_the_fallback_without_a_gpu(background_build) -> None:
     seg, build, events, states, served, returned_after, _ = background_build
     assert build is not None and returned_after < 2.0, "start_engine_build must return at once"
     assert build.state == "built", (build.error, build.job.log_path.read_text()[-2000:])
@@ -105,7 +106,7 @@ def test_background_build_goes_building_to_built_and_stays_on_the_fallback_witho
 
 
 @pytest.mark.slow
-def test_a_built_engine_is_switched_to_where_a_runtime_can_run_it(background_build, monkeypatch) -> None:  # noqa: ANN001
+def test_a_built_engine_is_switched_to_where_a_runtime_can_run_it(background_build, monkeypatch) -> None:
     """The switch path with a stand-in runtime: the decision says yes, the engine backend
     (a fake here) replaces the fallback, the next batch runs on it."""
     seg, build, *_ = background_build
@@ -150,12 +151,20 @@ def test_switch_backend_between_batches_never_mixes_backends() -> None:
 
 
 def config_stub() -> SemanticModelConfig:
-    return SemanticModelConfig(model="deeplabv3_mobilenet_v3_large", checkpoint="", labels="cityscapes",
-                               input_height=64, input_width=128, backend="auto", device="cpu", precision="fp32",
-                               engines_dir="engines")
+    return SemanticModelConfig(
+        model="deeplabv3_mobilenet_v3_large",
+        checkpoint="",
+        labels="cityscapes",
+        input_height=64,
+        input_width=128,
+        backend="auto",
+        device="cpu",
+        precision="fp32",
+        engines_dir="engines",
+    )
 
 
-def labels_stub():  # noqa: ANN201
+def labels_stub():
     from seg_perception.labels import load_label_set
 
     return load_label_set("cityscapes")
@@ -169,7 +178,10 @@ def test_never_leaves_tensorrt_out_even_with_an_engine_and_a_runtime(
     monkeypatch.setattr(engine_policy, "tensorrt_runtime_problem", lambda device="cuda": None)
     monkeypatch.setitem(registry.SEMANTIC_BACKENDS, "tensorrt", lambda *args: FakeBackend("tensorrt", 3))
     # With a runtime (stand-in) and the valid engine built above, the other policies take it ...
-    assert SemanticSegmenter.from_config(config(small_semantic_params, engines, "build_in_background")).backend.name == "tensorrt"
+    assert (
+        SemanticSegmenter.from_config(config(small_semantic_params, engines, "build_in_background")).backend.name
+        == "tensorrt"
+    )
     assert SemanticSegmenter.from_config(config(small_semantic_params, engines, "require")).backend.name == "tensorrt"
     # ... never does not, and starts no build.
     seg = SemanticSegmenter.from_config(config(small_semantic_params, engines, "never"))
@@ -198,7 +210,7 @@ def test_require_without_an_engine_refuses_with_the_build_command(small_semantic
 
 
 @pytest.mark.slow
-def test_require_with_a_valid_engine_but_no_gpu_refuses(background_build, small_semantic_params: dict) -> None:  # noqa: ANN001
+def test_require_with_a_valid_engine_but_no_gpu_refuses(background_build, small_semantic_params: dict) -> None:
     *_, engines = background_build
     with pytest.raises(ConfigError, match="no TensorRT runtime usable here .torch sees no CUDA GPU"):
         SemanticSegmenter.from_config(config(small_semantic_params, engines, "require"))
@@ -206,10 +218,13 @@ def test_require_with_a_valid_engine_but_no_gpu_refuses(background_build, small_
 
 @pytest.mark.ros
 @pytest.mark.slow
-def test_node_under_require_without_an_engine_exits_2_with_one_line(small_semantic_params: dict, tmp_path: Path) -> None:
+def test_node_under_require_without_an_engine_exits_2_with_one_line(
+    small_semantic_params: dict, tmp_path: Path
+) -> None:
     params = dict(small_semantic_params, backend="auto", engine_policy="require", engines_dir=str(tmp_path))
-    proc = subprocess.run(node_command(MODULE, "/req", params), env=node_env(), capture_output=True, text=True,
-                          timeout=120)
+    proc = subprocess.run(
+        node_command(MODULE, "/req", params), env=node_env(), capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 2, proc.stdout + proc.stderr
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "engine_policy require" in errors[0] and "seg-perception build-engine" in errors[0]
@@ -219,7 +234,9 @@ def test_node_under_require_without_an_engine_exits_2_with_one_line(small_semant
 @pytest.mark.ros
 @pytest.mark.slow
 def test_node_serves_without_a_gap_while_its_engine_builds(
-    background_build, small_semantic_params: dict, tmp_path: Path  # noqa: ANN001
+    background_build,
+    small_semantic_params: dict,
+    tmp_path: Path,
 ) -> None:
     """build_in_background, no engine: outputs from the first frame on, none missing for long
     while the child builds; /diagnostics: building on the fallback, then why it stays there.
@@ -229,8 +246,15 @@ def test_node_serves_without_a_gap_while_its_engine_builds(
     shutil.copy(onnx, tmp_path / onnx.name)
     fallback = "onnxruntime"
     ns = "/cam_engine"
-    params = dict(small_semantic_params, backend="auto", engine_policy="build_in_background",
-                  engines_dir=str(tmp_path), diagnostics_period=0.5, publish_overlay=False, publish_confidence=False)
+    params = dict(
+        small_semantic_params,
+        backend="auto",
+        engine_policy="build_in_background",
+        engines_dir=str(tmp_path),
+        diagnostics_period=0.5,
+        publish_overlay=False,
+        publish_confidence=False,
+    )
     node = NodeProcess(MODULE, ns, params)
     client = GraphClient("engine_client")
     try:

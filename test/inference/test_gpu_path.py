@@ -16,11 +16,11 @@ import torch
 from torch import nn
 
 from seg_perception.config.records import SemanticModelConfig, node_defaults
-from seg_perception.io.image import ColorOrder, DecodedImage
 from seg_perception.inference.base import FullFrameBackend
+from seg_perception.inference.gpu_preprocess import resize_frames
 from seg_perception.inference.torch_backend import TorchSemanticBackend
 from seg_perception.inference.torch_runner import TorchFrameRunner, group_frames
-from seg_perception.inference.gpu_preprocess import resize_frames
+from seg_perception.io.image import ColorOrder, DecodedImage
 from seg_perception.pipeline.preprocess import resize_batch
 from seg_perception.pipeline.semantic import SemanticSegmenter
 
@@ -65,7 +65,7 @@ def _scene(width: int, height: int, seed: int, order: ColorOrder = ColorOrder.RG
         ((1080, 1920), MODEL_SIZE, ColorOrder.MONO),
     ],
 )
-def test_resize_frames_matches_resize_batch_within_one_grey_level(src, dst, order) -> None:  # noqa: ANN001
+def test_resize_frames_matches_resize_batch_within_one_grey_level(src, dst, order) -> None:
     images = [_image(*src, order, seed) for seed in (0, 1)]
     ref = resize_batch(images, dst)
     stacked = torch.from_numpy(np.stack([img.pixels for img in images]))
@@ -138,8 +138,9 @@ def test_runner_builds_each_frames_model_input_in_its_batch_position(device: str
     small_mono, model_rgb = _image(60, 100, ColorOrder.MONO, 2), _image(64, 128, ColorOrder.RGB, 3)
     padded = np.zeros((360, 640 * 3 + 32), np.uint8)  # a message with step > width * 3
     padded[:, : 640 * 3] = _noise((360, 640 * 3), 4)
-    strided = DecodedImage(np.lib.stride_tricks.as_strided(padded, (360, 640, 3), (padded.strides[0], 3, 1)),
-                           ColorOrder.RGB)
+    strided = DecodedImage(
+        np.lib.stride_tricks.as_strided(padded, (360, 640, 3), (padded.strides[0], 3, 1)), ColorOrder.RGB
+    )
     batches = [
         [big_rgb, small_mono, big_bgr, model_rgb, big_rgb],
         [model_rgb, strided, big_bgr, big_bgr, small_mono, big_rgb, small_mono],  # more bytes: the arena grows
@@ -176,18 +177,20 @@ def shipped() -> SemanticSegmenter:
     return SemanticSegmenter.from_config(SemanticModelConfig.from_params(params))
 
 
-def _full_frame_segmenter(shipped: SemanticSegmenter, device: str, precision: str = "fp32",
-                          cuda_graphs: bool = True) -> SemanticSegmenter:
+def _full_frame_segmenter(
+    shipped: SemanticSegmenter, device: str, precision: str = "fp32", cuda_graphs: bool = True
+) -> SemanticSegmenter:
     import copy
 
     # a copy: the backend moves (and casts) its model, the CPU segmenter keeps its own
-    model = copy.deepcopy(shipped.backend._heads[False].model)  # noqa: SLF001 - the very weights of the CPU path
+    model = copy.deepcopy(shipped.backend._heads[False].model)
     backend = TorchSemanticBackend(model, device, precision, full_frames=True, cuda_graphs=cuda_graphs)
     return SemanticSegmenter(replace(shipped.config, device=device, precision=precision), backend, shipped.labels)
 
 
 def test_segmenter_on_the_full_frame_path_gives_the_cpu_class_maps(
-    shipped: SemanticSegmenter, monkeypatch  # noqa: ANN001
+    shipped: SemanticSegmenter,
+    monkeypatch,
 ) -> None:
     """The GPU path's control flow, run on the CPU: same weights, class maps equal to the
     cv2 path's on >= 99 % of pixels for each frame (1080p, 720p BGR, mono)."""
@@ -209,8 +212,7 @@ def test_segmenter_on_the_full_frame_path_gives_the_cpu_class_maps(
 def test_bench_torch_case_keeps_fp16_only_where_cuda_runs_it() -> None:
     from seg_perception.apps.bench import _semantic_segmenter
 
-    params = {**node_defaults("semantic"), "input_height": 64, "input_width": 128, "device": "cpu",
-              "precision": "fp16"}
+    params = {**node_defaults("semantic"), "input_height": 64, "input_width": 128, "device": "cpu", "precision": "fp16"}
     seg = _semantic_segmenter(SemanticModelConfig.from_params(params), "torch", None)
     assert (seg.backend.name, seg.backend.device, seg.backend.precision) == ("torch", "cpu", "fp32")
 
@@ -266,9 +268,11 @@ def test_cuda_batch_of_two_cameras_of_different_sizes_equals_each_alone(shipped:
 
 @needs_cuda
 def test_cuda_graph_capture_failure_falls_back_to_eager_with_one_warning(
-    shipped: SemanticSegmenter, monkeypatch, caplog  # noqa: ANN001
+    shipped: SemanticSegmenter,
+    monkeypatch,
+    caplog,
 ) -> None:
-    def broken(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def broken(*args, **kwargs):
         raise RuntimeError("capture not supported here")
 
     monkeypatch.setattr(torch.cuda, "graph", broken)
@@ -294,12 +298,19 @@ def test_cuda_combined_core_on_two_streams_equals_the_models_run_one_after_the_o
     semantic = _full_frame_segmenter(shipped, "cuda", "fp16")
     size = (256, 512)
     names = instance_class_names(shipped.labels)
-    model, _ = build_instance_model("maskrcnn_mobilenet_v3_large_fpn", len(names), None, seed=3,
-                                    min_size=min(size), max_size=max(size), class_names=names)
+    model, _ = build_instance_model(
+        "maskrcnn_mobilenet_v3_large_fpn",
+        len(names),
+        None,
+        seed=3,
+        min_size=min(size),
+        max_size=max(size),
+        class_names=names,
+    )
     # a low threshold so an untrained model still yields instances to compare
     instance = InstanceSegmenter(model, shipped.labels, size, device="cuda", score_threshold=0.05)
     core = PerceptionCore(semantic, instance)
-    assert set(core._streams) == {"semantic", "instance"}  # noqa: SLF001
+    assert set(core._streams) == {"semantic", "instance"}
     frames = [_scene(1920, 1080, 13), _scene(1280, 720, 14, ColorOrder.BGR)]
     try:
         sequential_sem = semantic.segment(frames)

@@ -8,13 +8,15 @@ import numpy as np
 import pytest
 from rosbags.rosbag2 import Reader
 
-from seg_perception.io.bags import TYPESTORE, write_drive_bag
 from seg_perception.apps.cli import main
+from seg_perception.io.bags import TYPESTORE, write_drive_bag
 from seg_perception.io.image import decode_compressed, decode_image, to_rgb
 from seg_perception.synthetic.scenes import generate_drive
 
 
-@pytest.mark.parametrize(("storage", "compressed"), [("sqlite3", ""), ("mcap", ""), ("mcap", "png"), ("sqlite3", "jpeg")])
+@pytest.mark.parametrize(
+    ("storage", "compressed"), [("sqlite3", ""), ("mcap", ""), ("mcap", "png"), ("sqlite3", "jpeg")]
+)
 def test_drive_bag_round_trips_frames_and_ground_truth(tmp_path: Path, storage: str, compressed: str) -> None:
     frames = list(generate_drive(4, 3, 160, 96, fps=20.0))
     write_drive_bag(tmp_path / "bag", frames, fps=20.0, storage=storage, compressed=compressed)
@@ -23,7 +25,9 @@ def test_drive_bag_round_trips_frames_and_ground_truth(tmp_path: Path, storage: 
         for conn, stamp, raw in reader.messages():
             seen.setdefault(conn.topic, []).append((stamp, TYPESTORE.deserialize_cdr(raw, conn.msgtype)))
     cam_topic = "/camera/image_raw/compressed" if compressed else "/camera/image_raw"
-    assert [len(seen[t]) for t in (cam_topic, "/camera/gt/label_ids", "/camera/gt/instance_ids", "/camera/gt/condition")] == [3] * 4
+    assert [
+        len(seen[t]) for t in (cam_topic, "/camera/gt/label_ids", "/camera/gt/instance_ids", "/camera/gt/condition")
+    ] == [3] * 4
     stamps = [s for s, _ in seen[cam_topic]]
     assert np.allclose(np.diff(stamps), 1e9 / 20.0)
     for i, frame in enumerate(frames):
@@ -40,8 +44,23 @@ def test_drive_bag_round_trips_frames_and_ground_truth(tmp_path: Path, storage: 
 
 
 def test_synth_command_writes_cityscapes_layout_and_bag(tmp_path: Path) -> None:
-    code = main(["synth", "--out", str(tmp_path / "cs"), "--frames", "2", "--width", "128", "--height", "64",
-                 "--bag", str(tmp_path / "drive"), "--storage", "mcap"])
+    code = main(
+        [
+            "synth",
+            "--out",
+            str(tmp_path / "cs"),
+            "--frames",
+            "2",
+            "--width",
+            "128",
+            "--height",
+            "64",
+            "--bag",
+            str(tmp_path / "drive"),
+            "--storage",
+            "mcap",
+        ]
+    )
     assert code == 0
     assert len(list((tmp_path / "cs" / "leftImg8bit").rglob("*_leftImg8bit.png"))) == 2
     assert len(list((tmp_path / "cs" / "gtFine").rglob("*_gtFine_instanceIds.png"))) == 2
@@ -54,17 +73,51 @@ def test_synth_command_rejects_bad_arguments_in_one_line(tmp_path: Path, capsys:
 
 
 @pytest.mark.slow
-def test_synth_segment_and_eval_commands_chain_on_the_shipped_model(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_synth_segment_and_eval_commands_chain_on_the_shipped_model(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     """Generated scenes -> the shipped default model -> official-equivalent metrics: the
     trained weights segment road scenes far above chance."""
     import json
 
-    assert main(["synth", "--out", str(tmp_path / "gt"), "--frames", "3", "--width", "512", "--height", "256",
-                 "--seed", "100000", "--condition", "day"]) == 0
-    assert main(["segment", str(tmp_path / "gt" / "leftImg8bit"), "--out", str(tmp_path / "pred"),
-                 "-p", "backend=torch"]) == 0
-    assert main(["eval", "--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt"),
-                 "--json", str(tmp_path / "eval.json")]) == 0
+    assert (
+        main(
+            [
+                "synth",
+                "--out",
+                str(tmp_path / "gt"),
+                "--frames",
+                "3",
+                "--width",
+                "512",
+                "--height",
+                "256",
+                "--seed",
+                "100000",
+                "--condition",
+                "day",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(["segment", str(tmp_path / "gt" / "leftImg8bit"), "--out", str(tmp_path / "pred"), "-p", "backend=torch"])
+        == 0
+    )
+    assert (
+        main(
+            [
+                "eval",
+                "--pred",
+                str(tmp_path / "pred"),
+                "--gt",
+                str(tmp_path / "gt"),
+                "--json",
+                str(tmp_path / "eval.json"),
+            ]
+        )
+        == 0
+    )
     result = json.loads((tmp_path / "eval.json").read_text())
     assert result["frames"] == 3
     semantic = result["semantic"]

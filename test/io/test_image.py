@@ -82,9 +82,7 @@ def rosbags_image(
 
 
 def rosbags_compressed(fmt: str, payload: bytes) -> object:
-    return RbCompressedImage(
-        header=_header(), format=fmt, data=np.frombuffer(payload, dtype=np.uint8).copy()
-    )
+    return RbCompressedImage(header=_header(), format=fmt, data=np.frombuffer(payload, dtype=np.uint8).copy())
 
 
 def width_for(encoding: str, width: int) -> int:
@@ -180,9 +178,7 @@ def test_mono16_decodes_to_native_uint16_in_either_byte_order(is_bigendian, pad)
     values[0, :3] = [0, 1, 65535]
     rows = values.astype(">u2" if is_bigendian else "<u2").view(np.uint8).reshape(height, -1)
     data = pad_rows(rows, pad, keep_last_padding=False)
-    msg = rosbags_image(
-        "mono16", height, width, data, step=2 * width + pad, is_bigendian=is_bigendian
-    )
+    msg = rosbags_image("mono16", height, width, data, step=2 * width + pad, is_bigendian=is_bigendian)
 
     decoded = decode_image(msg)
 

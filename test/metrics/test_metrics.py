@@ -66,8 +66,11 @@ def _in1d(ar1, ar2, assume_unique=False, invert=False):
 def _write_dict_to_json(obj, file_name):
     """csHelpers.writeDict2JSON, tolerating numpy scalars (np.count_nonzero returns them in numpy 2)."""
     with open(file_name, "w") as f:
-        f.write(json.dumps(obj, default=lambda o: o.item() if isinstance(o, np.generic) else o.__dict__,
-                           sort_keys=True, indent=4))
+        f.write(
+            json.dumps(
+                obj, default=lambda o: o.item() if isinstance(o, np.generic) else o.__dict__, sort_keys=True, indent=4
+            )
+        )
 
 
 class _InlinePool:
@@ -198,7 +201,7 @@ def _predict(fr, rng) -> tuple[np.ndarray, np.ndarray, dict[int, float], np.ndar
         items.append((26, m, 0.95))
     elif fr.index == 1:
         cols = np.flatnonzero((inst == 26).any(0))
-        m[:, cols[0]:cols[0] + max(1, int(0.4 * cols.size))] = True
+        m[:, cols[0] : cols[0] + max(1, int(0.4 * cols.size))] = True
         items.append((26, m & (inst == 26), 0.99))  # inside the group, IoU < 0.5: ignored pixels
         items.append((24, inst == 24, 0.9))
     elif fr.index == 3:
@@ -247,11 +250,17 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
         cv2.imwrite(str(pred_dir / f"{stem}_panoptic.png"), pan)
         write_instance_predictions(official_inst, stem, imap, scores)
     return SimpleNamespace(
-        root=root, frames=frames, stems=stems, preds=preds, gt_root=gt_root, pred_root=root / "pred",
+        root=root,
+        frames=frames,
+        stems=stems,
+        preds=preds,
+        gt_root=gt_root,
+        pred_root=root / "pred",
         gt_labels=[gt_dir / f"{s}_gtFine_labelIds.png" for s in stems],
         gt_instances=[gt_dir / f"{s}_gtFine_instanceIds.png" for s in stems],
         classes=[pred_dir / f"{s}_classes.png" for s in stems],
-        official_inst=official_inst, official_txts=[official_inst / f"{s}.txt" for s in stems],
+        official_inst=official_inst,
+        official_txts=[official_inst / f"{s}.txt" for s in stems],
     )
 
 
@@ -274,8 +283,13 @@ def official_panoptic(data) -> SimpleNamespace:
     with official(work):
         create_panoptic.convert2panoptic(str(data.gt_root / "gtFine"), str(work / "gt"), setNames=["val"])
         gt_json = work / "gt" / "cityscapes_panoptic_val.json"
-        res = pq_eval.evaluatePanoptic(str(gt_json), str(gt_json.with_suffix("")), str(pred_json),
-                                       str(pred_json.with_suffix("")), str(work / "result.json"))
+        res = pq_eval.evaluatePanoptic(
+            str(gt_json),
+            str(gt_json.with_suffix("")),
+            str(pred_json),
+            str(pred_json.with_suffix("")),
+            str(work / "result.json"),
+        )
     return SimpleNamespace(result=res, gt_json=gt_json)
 
 
@@ -294,13 +308,20 @@ def test_our_cityscapes_label_file_equals_the_official_labels_field_by_field() -
     assert len(ours_) == len(official_)
     for a, b in zip(ours_, official_):
         assert (a.name, a.id, a.train_id, a.category, a.has_instances, a.ignore_in_eval, a.color) == (
-            b.name, b.id, b.trainId, b.category, b.hasInstances, b.ignoreInEval, tuple(b.color)), b.name
+            b.name,
+            b.id,
+            b.trainId,
+            b.category,
+            b.hasInstances,
+            b.ignoreInEval,
+            tuple(b.color),
+        ), b.name
     raw = yaml.safe_load((Path(__file__).resolve().parents[2] / "config" / "labels" / "cityscapes.yaml").read_text())
     assert [row[0] for row in raw["labels"]] == [lab.name for lab in official_]
 
 
 def test_average_class_sizes_of_iiou_are_the_official_constants() -> None:
-    assert AVG_CLASS_SIZE == px_eval.args.avgClassSize
+    assert px_eval.args.avgClassSize == AVG_CLASS_SIZE
 
 
 def test_the_test_data_contains_the_special_cases_of_the_official_rules(data) -> None:
@@ -429,8 +450,9 @@ def test_official_ap_fails_where_all_predictions_are_ignored_and_ours_reports_ze
     imap[41:59, 41:59] = 26001  # a car entirely on void: ignored
     txt = write_instance_predictions(tmp_path / "pred", "x_000000_000000", imap, {26001: 0.9})
     with pytest.raises(IndexError):
-        official_instance_level([txt], [gt_dir / "x_000000_000000_gtFine_instanceIds.png"], tmp_path / "pred",
-                                tmp_path / "w")
+        official_instance_level(
+            [txt], [gt_dir / "x_000000_000000_gtFine_instanceIds.png"], tmp_path / "pred", tmp_path / "w"
+        )
     ev = InstanceEvaluator()
     ev.add(gt, imap, {26001: 0.9})
     assert ev.result()["classes"]["car"]["ap"] == 0.0
@@ -442,8 +464,9 @@ def test_official_ap_fails_where_all_predictions_are_ignored_and_ours_reports_ze
 
 def test_our_panoptic_ground_truth_conversion_equals_create_panoptic_imgs(data, official_panoptic) -> None:
     mine = data.root / "pq_mine" / "gt.json"
-    write_panoptic_json(mine, [(s, *gt_panoptic_segments(p)) for s, p in zip(data.stems, data.gt_instances)],
-                        ground_truth=True)
+    write_panoptic_json(
+        mine, [(s, *gt_panoptic_segments(p)) for s, p in zip(data.stems, data.gt_instances)], ground_truth=True
+    )
     assert json.loads(mine.read_text()) == json.loads(official_panoptic.gt_json.read_text())
     for s in data.stems:
         a = cv2.imread(str(mine.with_suffix("") / f"{s}_gtFine_panoptic.png"))
@@ -492,7 +515,7 @@ def test_coco_mask_ap_of_a_perfect_prediction_is_one(data) -> None:
 def test_coco_mask_ap_with_one_of_four_objects_missed_has_the_known_recall_and_ap() -> None:
     gt = np.full((100, 200), 7, np.uint16)
     for k in range(4):
-        gt[20:60, 10 + 45 * k:40 + 45 * k] = 26001 + k
+        gt[20:60, 10 + 45 * k : 40 + 45 * k] = 26001 + k
     imap = np.where(gt >= 26002, gt, 0).astype(np.uint16)  # car 26001 missed
     coco_gt = coco_ground_truth([("a_000000_000000", gt)])
     scores = {26002: 0.9, 26003: 0.8, 26004: 0.7}

@@ -173,8 +173,9 @@ def test_sourced_install_imports_the_installed_package(workspace: Path, tmp_path
 def installed_node(workspace: Path, cwd: Path, extra_env: dict[str, str]) -> NodeProcess:
     """The installed executable, started from a sourced shell that execs it (so SIGINT reaches it)."""
     exe = workspace / "install" / PKG / "lib" / PKG / "semantic_segmentation_node"
-    return NodeProcess.from_command(sourced(workspace, f'exec "{exe}" --ros-args -r __ns:={NS}'),
-                                    clean_env(workspace / "home") | extra_env, cwd)
+    return NodeProcess.from_command(
+        sourced(workspace, f'exec "{exe}" --ros-args -r __ns:={NS}'), clean_env(workspace / "home") | extra_env, cwd
+    )
 
 
 def scene(width: int, height: int, seed: int, encoding: str = "rgb8") -> Image:

@@ -29,7 +29,8 @@ def console_scripts() -> set[str]:
 
 def _calls(tree: ast.AST, name: str) -> list[ast.Call]:
     return [
-        n for n in ast.walk(tree)
+        n
+        for n in ast.walk(tree)
         if isinstance(n, ast.Call) and getattr(n.func, "id", getattr(n.func, "attr", None)) == name
     ]
 
@@ -40,7 +41,8 @@ def _kw(call: ast.Call, name: str) -> ast.expr | None:
 
 def test_there_are_launch_files() -> None:
     assert {"semantic.launch.py", "instance.launch.py", "perception.launch.py", "replay.launch.py"} <= {
-        p.name for p in LAUNCH_FILES}
+        p.name for p in LAUNCH_FILES
+    }
 
 
 DESCRIPTIONS = ("camera_node_launch", "replay_launch")  # what launch files may call (launch_description.py)
@@ -103,12 +105,21 @@ def test_launch_description_runs_this_package_with_installed_config() -> None:
     share, config = join.args[0].elts[:2]
     assert ast.literal_eval(share.args[0]) == "seg_perception" and ast.literal_eval(config) == "config"
     declared = {ast.literal_eval(c.args[0]) for c in _calls(function, "DeclareLaunchArgument")}
-    assert declared == {"namespace", "image", "compressed_image", "params_file", "use_sim_time", "cameras",
-                        "lifecycle", "autostart"}
+    assert declared == {
+        "namespace",
+        "image",
+        "compressed_image",
+        "params_file",
+        "use_sim_time",
+        "cameras",
+        "lifecycle",
+        "autostart",
+    }
     # The same arguments go to the plain node and the managed (lifecycle) one, each behind its condition.
     (managed,) = _calls(function, "LifecycleNode")
     assert ast.unparse(managed) == ast.unparse(node).replace("Node(", "LifecycleNode(", 1).replace(
-        "UnlessCondition", "IfCondition")
+        "UnlessCondition", "IfCondition"
+    )
     source = ast.unparse(function)
     assert "TRANSITION_CONFIGURE" in source and "TRANSITION_ACTIVATE" in source
 
@@ -139,8 +150,12 @@ def test_rviz_config_shows_the_camera_and_the_three_overlays() -> None:
     displays = config["Visualization Manager"]["Displays"]
     assert {d["Class"] for d in displays} == {"rviz_default_plugins/Image"}
     topics = [d["Topic"]["Value"] for d in displays]
-    assert topics == ["/camera/image_raw", "/camera/semantic/overlay", "/camera/instance/overlay",
-                      "/camera/panoptic/overlay"]
+    assert topics == [
+        "/camera/image_raw",
+        "/camera/semantic/overlay",
+        "/camera/instance/overlay",
+        "/camera/panoptic/overlay",
+    ]
     # The camera with the sensor-data profile; the reliable outputs with reliable subscriptions.
     assert [d["Topic"]["Reliability Policy"] for d in displays] == ["Best Effort"] + ["Reliable"] * 3
 
@@ -149,23 +164,48 @@ def test_package_xml_declares_run_dependencies() -> None:
     root = ET.parse(REPO / "package.xml").getroot()
     assert root.get("format") == "3"
     deps = {e.text for e in root.iter("exec_depend")}
-    for dep in ("rclpy", "sensor_msgs", "std_msgs", "diagnostic_msgs", "visualization_msgs",
-                "python3-numpy", "python3-opencv", "launch_ros"):
+    for dep in (
+        "rclpy",
+        "sensor_msgs",
+        "std_msgs",
+        "diagnostic_msgs",
+        "visualization_msgs",
+        "python3-numpy",
+        "python3-opencv",
+        "launch_ros",
+    ):
         assert dep in deps
     assert root.find("export/build_type").text == "ament_python"
     assert (REPO / "resource" / "seg_perception").is_file()
 
 
 def test_node_executables_are_console_scripts() -> None:
-    assert {"seg-perception", "semantic_segmentation_node", "instance_segmentation_node", "perception_node",
-            "bag_player", "bag_recorder"} <= console_scripts()
+    assert {
+        "seg-perception",
+        "semantic_segmentation_node",
+        "instance_segmentation_node",
+        "perception_node",
+        "bag_player",
+        "bag_recorder",
+    } <= console_scripts()
 
 
 def test_cli_reports_errors_in_one_line_and_exits_non_zero(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "seg_perception.apps.cli", "segment", str(tmp_path / "missing.png"),
-         "--out", str(tmp_path), "-p", "backend=nope"],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "seg_perception.apps.cli",
+            "segment",
+            str(tmp_path / "missing.png"),
+            "--out",
+            str(tmp_path),
+            "-p",
+            "backend=nope",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].startswith("seg-perception: error: parameter backend")

@@ -35,7 +35,7 @@ WIDTH, HEIGHT = 1024, 512  # camera-sized; the pipeline resizes to the model's 2
 BATCH = 4
 
 
-def _params(**overrides) -> dict:  # noqa: ANN003
+def _params(**overrides) -> dict:
     params = node_defaults("semantic")
     params.update(backend="torch", device="cpu", **overrides)
     return params
@@ -70,7 +70,7 @@ def segmenter(config: SemanticModelConfig) -> SemanticSegmenter:
 def _segment(seg: SemanticSegmenter, images: list[DecodedImage]) -> list[np.ndarray]:
     maps: list[np.ndarray] = []
     for i in range(0, len(images), BATCH):
-        maps += [r.class_map for r in seg.segment(images[i:i + BATCH])]
+        maps += [r.class_map for r in seg.segment(images[i : i + BATCH])]
     return maps
 
 
@@ -133,18 +133,21 @@ def test_swapped_colour_channels_cost_clear_accuracy(
     # and 4.1 / 3.9 pixel accuracy: the model is only moderately colour-sensitive.)
     assert ok["mIoU"] - res["mIoU"] > 0.04, f"mIoU {ok['mIoU']:.3f} -> {res['mIoU']:.3f}"
     assert ok["pixel_accuracy"] - res["pixel_accuracy"] > 0.025, (
-        f"pixel accuracy {ok['pixel_accuracy']:.3f} -> {res['pixel_accuracy']:.3f}")
+        f"pixel accuracy {ok['pixel_accuracy']:.3f} -> {res['pixel_accuracy']:.3f}"
+    )
 
 
-def _raw_model_maps(config: SemanticModelConfig, frames: list[SyntheticFrame], transform) -> list[np.ndarray]:  # noqa: ANN001
+def _raw_model_maps(config: SemanticModelConfig, frames: list[SyntheticFrame], transform) -> list[np.ndarray]:
     """The bare torchvision model from the shipped checkpoint on ``transform(uint8 NCHW batch)``;
     same resize and upsampling as the pipeline, no SemanticHead."""
     model, _ = build_semantic_model(config.model, 19, config.checkpoint)
-    batch = resize_batch([DecodedImage(f.image, ColorOrder.RGB) for f in frames], (config.input_height, config.input_width))
+    batch = resize_batch(
+        [DecodedImage(f.image, ColorOrder.RGB) for f in frames], (config.input_height, config.input_width)
+    )
     maps: list[np.ndarray] = []
     with torch.inference_mode():
         for i in range(0, len(batch), BATCH):
-            x = transform(torch.from_numpy(batch[i:i + BATCH]).permute(0, 3, 1, 2).float())
+            x = transform(torch.from_numpy(batch[i : i + BATCH]).permute(0, 3, 1, 2).float())
             maps += [upsample_nearest(m, (HEIGHT, WIDTH)) for m in model(x)["out"].argmax(1).to(torch.uint8).numpy()]
     return maps
 
@@ -162,7 +165,9 @@ def test_in_graph_normalisation_is_the_checkpoints_imagenet_mean_std(
 
 
 def test_skipping_normalisation_costs_clear_accuracy(
-    segmenter: SemanticSegmenter, config: SemanticModelConfig, frames: list[SyntheticFrame],
+    segmenter: SemanticSegmenter,
+    config: SemanticModelConfig,
+    frames: list[SyntheticFrame],
     correct: tuple[list[np.ndarray], dict],
 ) -> None:
     ok = correct[1]
@@ -172,10 +177,11 @@ def test_skipping_normalisation_costs_clear_accuracy(
     for name, res in (("0..1", unit), ("0..255", raw)):
         assert ok["mIoU"] - res["mIoU"] > 0.15, f"{name}: mIoU {ok['mIoU']:.3f} -> {res['mIoU']:.3f}"
         assert ok["pixel_accuracy"] - res["pixel_accuracy"] > 0.15, (
-            f"{name}: pixel accuracy {ok['pixel_accuracy']:.3f} -> {res['pixel_accuracy']:.3f}")
+            f"{name}: pixel accuracy {ok['pixel_accuracy']:.3f} -> {res['pixel_accuracy']:.3f}"
+        )
 
 
-def test_checkpoint_with_other_class_count_is_refused_through_the_config(tmp_path) -> None:  # noqa: ANN001
+def test_checkpoint_with_other_class_count_is_refused_through_the_config(tmp_path) -> None:
     """A torchvision 21-class (VOC-style) DeepLabV3 named as the node's checkpoint fails at build
     time with the offending layer and both shapes, not later with a wrong class map.
     (test_pipeline covers build_semantic_model directly; this is the config/node path.)"""
@@ -184,13 +190,17 @@ def test_checkpoint_with_other_class_count_is_refused_through_the_config(tmp_pat
     path = tmp_path / "voc21.pth"
     torch.save(voc.state_dict(), path)
     config = SemanticModelConfig.from_params(_params(checkpoint=str(path)))
-    with pytest.raises(CheckpointError, match=r"shape mismatch classifier\.4\.weight: checkpoint \(21, 256, 1, 1\) "
-                                              r"vs model \(19, 256, 1, 1\)") as err:
+    with pytest.raises(
+        CheckpointError,
+        match=r"shape mismatch classifier\.4\.weight: checkpoint \(21, 256, 1, 1\) "
+        r"vs model \(19, 256, 1, 1\)",
+    ) as err:
         SemanticSegmenter.from_config(config)
     assert str(path) in str(err.value)
 
 
 # -- the shipped instance weights -------------------------------------------------------------
+
 
 def _instance_score(frames: list[SyntheticFrame], images: list[DecodedImage]) -> dict:
     """Official Cityscapes instance AP of the configured default instance core on ``images``."""
@@ -205,7 +215,7 @@ def _instance_score(frames: list[SyntheticFrame], images: list[DecodedImage]) ->
     segmenter = instance_from_config(config)
     ev = InstanceEvaluator()
     for i in range(0, len(images), BATCH):
-        for result, frame in zip(segmenter.segment(images[i:i + BATCH]), frames[i:i + BATCH], strict=True):
+        for result, frame in zip(segmenter.segment(images[i : i + BATCH]), frames[i : i + BATCH], strict=True):
             ev.add(frame.instance_ids, result.instance_map, [(r.value, r.score) for r in result.instances])
     return ev.result()
 

@@ -12,9 +12,16 @@ from seg_perception.pipeline.postprocess import message_buffer, upsample_nearest
 from seg_perception.pipeline.preprocess import downscale, resize_batch
 from seg_perception.pipeline.semantic import SemanticSegmenter
 
-SIZE_PAIRS = [((256, 512), (1080, 1920)), ((256, 512), (720, 1280)), ((256, 512), (1200, 1920)),
-              ((64, 128), (48, 97)), ((64, 128), (200, 150)), ((2, 2), (3, 5)), ((100, 100), (37, 41)),
-              ((7, 13), (1000, 999))]
+SIZE_PAIRS = [
+    ((256, 512), (1080, 1920)),
+    ((256, 512), (720, 1280)),
+    ((256, 512), (1200, 1920)),
+    ((64, 128), (48, 97)),
+    ((64, 128), (200, 150)),
+    ((2, 2), (3, 5)),
+    ((100, 100), (37, 41)),
+    ((7, 13), (1000, 999)),
+]
 
 
 def _source_index_ok(index: np.ndarray, n_src: int, n_dst: int) -> np.ndarray:
@@ -26,7 +33,7 @@ def _source_index_ok(index: np.ndarray, n_src: int, n_dst: int) -> np.ndarray:
 
 
 @pytest.mark.parametrize(("src", "dst"), SIZE_PAIRS)
-def test_upsample_nearest_takes_the_source_cell_holding_each_output_centre(src, dst) -> None:  # noqa: ANN001
+def test_upsample_nearest_takes_the_source_cell_holding_each_output_centre(src, dst) -> None:
     (h, w), (height, width) = src, dst
     rows = np.repeat(np.arange(h, dtype=np.uint16)[:, None], w, 1)
     cols = np.repeat(np.arange(w, dtype=np.uint16)[None, :], h, 0)
@@ -43,7 +50,7 @@ def test_upsample_nearest_takes_the_source_cell_holding_each_output_centre(src, 
 
 
 @pytest.mark.parametrize(("src", "dst"), SIZE_PAIRS)
-def test_upsample_into_a_message_buffer_equals_the_allocating_upsample(src, dst) -> None:  # noqa: ANN001
+def test_upsample_into_a_message_buffer_equals_the_allocating_upsample(src, dst) -> None:
     labels = np.random.default_rng(3).integers(0, 19, src, np.uint8)
     buf = message_buffer(dst)
     got = upsample_nearest(labels, dst, out=buf)
@@ -123,8 +130,10 @@ def test_resize_batch_keeps_colour_order_handling_with_the_halving_path() -> Non
     padded = np.zeros((1080, 1920 * 3 + 64), np.uint8)  # rows padded like a message with step > width*3
     padded[:, : 1920 * 3] = rgb.reshape(1080, -1)
     view = np.lib.stride_tricks.as_strided(padded, (1080, 1920, 3), (padded.strides[0], 3, 1))
-    batch = resize_batch([DecodedImage(rgb, ColorOrder.RGB), DecodedImage(bgr, ColorOrder.BGR),
-                          DecodedImage(view, ColorOrder.RGB)], (256, 512))
+    batch = resize_batch(
+        [DecodedImage(rgb, ColorOrder.RGB), DecodedImage(bgr, ColorOrder.BGR), DecodedImage(view, ColorOrder.RGB)],
+        (256, 512),
+    )
     assert np.all(batch == [200, 0, 0])
 
 
@@ -164,15 +173,14 @@ def test_cheaper_downscale_keeps_the_area_class_maps_on_generated_scenes(shipped
     assert min(agree) >= 0.98, agree
 
 
-def test_bench_reports_every_case_and_the_naive_comparison_on_the_same_weights(tmp_path) -> None:  # noqa: ANN001
+def test_bench_reports_every_case_and_the_naive_comparison_on_the_same_weights(tmp_path) -> None:
     import json
 
     from seg_perception.apps.bench import run_bench
 
     params = {**node_defaults("semantic"), "input_height": 64, "input_width": 128, "device": "cpu"}
     out = tmp_path / "bench.json"
-    report = run_bench(params, 320, 240, iterations=2, warmup=1, json_path=str(out), backends=("torch",),
-                       compare=True)
+    report = run_bench(params, 320, 240, iterations=2, warmup=1, json_path=str(out), backends=("torch",), compare=True)
     assert json.loads(out.read_text())["rows"] == report["rows"]
     names = [r["name"] for r in report["rows"]]
     assert names == ["deeplabv3_mobilenet_v3_large torch fp32", "naive baseline (torch eager, numpy pre/post)"]

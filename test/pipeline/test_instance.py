@@ -11,6 +11,7 @@ import torch
 
 from seg_perception.errors import CheckpointError, ConfigError
 from seg_perception.io.image import ColorOrder, DecodedImage
+from seg_perception.labels import Label, load_label_set
 from seg_perception.models.instance import (
     INSTANCE_ARCHITECTURES,
     NEVER_LOGIT,
@@ -20,7 +21,6 @@ from seg_perception.models.instance import (
     load_coco_mapping,
     save_instance_checkpoint,
 )
-from seg_perception.labels import Label, load_label_set
 from seg_perception.pipeline.instance import (
     Detections,
     InstanceResult,
@@ -117,8 +117,14 @@ def test_zero_detections_give_an_all_zero_map() -> None:
     assert pasted.instances == [] and pasted.instance_map.shape == (40, 60)
     assert pasted.instance_map.dtype == np.uint16 and not pasted.instance_map.any()
     roi = instances_from_detections(
-        np.zeros((0, 4)), np.zeros(0), np.zeros(0), np.zeros((0, 1, 28, 28)), THINGS,
-        image_size=(30, 50), source_size=(16, 32), roi_masks=True,
+        np.zeros((0, 4)),
+        np.zeros(0),
+        np.zeros(0),
+        np.zeros((0, 1, 28, 28)),
+        THINGS,
+        image_size=(30, 50),
+        source_size=(16, 32),
+        roi_masks=True,
     )
     assert roi.instances == [] and roi.instance_map.shape == (30, 50) and not roi.instance_map.any()
 
@@ -156,8 +162,13 @@ def test_an_instance_touching_the_border_is_clipped_to_the_frame() -> None:
     assert res.instance_map[39, 0] == 24001
     # roi mask whose box sticks out of the right edge: pasted only inside the frame
     roi = instances_from_detections(
-        torch.tensor([[40.0, 5.0, 80.0, 25.0]]), torch.tensor([CAR]), torch.tensor([0.9]),
-        torch.ones(1, 1, 28, 28), THINGS, image_size=(40, 60), roi_masks=True,
+        torch.tensor([[40.0, 5.0, 80.0, 25.0]]),
+        torch.tensor([CAR]),
+        torch.tensor([0.9]),
+        torch.ones(1, 1, 28, 28),
+        THINGS,
+        image_size=(40, 60),
+        roi_masks=True,
     )
     (rec,) = roi.instances
     assert rec.bbox == (40.0, 5.0, 60.0, 25.0)
@@ -350,8 +361,13 @@ def test_both_architectures_build_and_segment_a_batch_of_frames_in_eval_mode(arc
 
 def _train_one_step(arch: str, size: tuple[int, int]) -> None:
     model, _ = build_instance_model(
-        arch, 9, min_size=size[0], max_size=size[1], seed=3,
-        rpn_batch_size_per_image=64, box_batch_size_per_image=32,
+        arch,
+        9,
+        min_size=size[0],
+        max_size=size[1],
+        seed=3,
+        rpn_batch_size_per_image=64,
+        box_batch_size_per_image=32,
     )
     model.train()
     gen = torch.Generator().manual_seed(0)
@@ -359,7 +375,7 @@ def _train_one_step(arch: str, size: tuple[int, int]) -> None:
     targets = []
     for i in range(2):
         masks = torch.zeros(2, *size, dtype=torch.uint8)
-        masks[0, 10:60, 20 + i:90] = 1
+        masks[0, 10:60, 20 + i : 90] = 1
         masks[1, 70:120, 150:240] = 1
         boxes = torch.tensor([[20.0 + i, 10.0, 90.0, 60.0], [150.0, 70.0, 240.0, 120.0]])
         targets.append({"boxes": boxes, "labels": torch.tensor([CAR, PERSON]), "masks": masks})
@@ -412,11 +428,15 @@ def test_a_coco_layout_checkpoint_loads_with_the_mapping_and_sliced_rows_equal_t
         assert torch.equal(cls_w, src["roi_heads.box_predictor.cls_score.weight"][r])
         assert torch.equal(cls_b, src["roi_heads.box_predictor.cls_score.bias"][r])
         assert torch.equal(box_w, src["roi_heads.box_predictor.bbox_pred.weight"][4 * r : 4 * r + 4])
-        assert torch.equal(got["roi_heads.box_predictor.bbox_pred.bias"][4 * ours : 4 * ours + 4],
-                           src["roi_heads.box_predictor.bbox_pred.bias"][4 * r : 4 * r + 4])
+        assert torch.equal(
+            got["roi_heads.box_predictor.bbox_pred.bias"][4 * ours : 4 * ours + 4],
+            src["roi_heads.box_predictor.bbox_pred.bias"][4 * r : 4 * r + 4],
+        )
         assert torch.equal(mask_w, src["roi_heads.mask_predictor.mask_fcn_logits.weight"][r])
-        assert torch.equal(got["roi_heads.mask_predictor.mask_fcn_logits.bias"][ours],
-                           src["roi_heads.mask_predictor.mask_fcn_logits.bias"][r])
+        assert torch.equal(
+            got["roi_heads.mask_predictor.mask_fcn_logits.bias"][ours],
+            src["roi_heads.mask_predictor.mask_fcn_logits.bias"][r],
+        )
     key = "backbone.body.layer1.0.conv1.weight"
     assert torch.equal(got[key], src[key])
     with pytest.raises(CheckpointError, match="COCO layout"):

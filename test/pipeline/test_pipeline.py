@@ -11,15 +11,15 @@ import torch
 
 from seg_perception.config.records import SemanticModelConfig
 from seg_perception.errors import BackendError, CheckpointError, ConfigError
-from seg_perception.ros.frame_buffer import LatestFrameBuffer
-from seg_perception.io.image import ColorOrder, DecodedImage
 from seg_perception.inference import SemanticBackend, create_semantic_backend
 from seg_perception.inference.registry import SemanticArtifacts
+from seg_perception.io.image import ColorOrder, DecodedImage
+from seg_perception.metrics.latency import RollingStats
 from seg_perception.models.semantic import build_semantic_model, read_checkpoint
 from seg_perception.pipeline.postprocess import blend_overlay, upsample_nearest
 from seg_perception.pipeline.preprocess import resize_batch
 from seg_perception.pipeline.semantic import SemanticSegmenter
-from seg_perception.metrics.latency import RollingStats
+from seg_perception.ros.frame_buffer import LatestFrameBuffer
 
 
 def test_resize_batch_converts_bgr_and_mono_to_rgb_at_model_size() -> None:
@@ -91,18 +91,20 @@ def test_rolling_stats_percentiles_and_rate() -> None:
     assert stats.rate_hz(horizon_s=5.0, now=9.9) == pytest.approx(10.0, rel=0.05)
 
 
-def test_checkpoint_errors_name_missing_and_unexpected_keys(tmp_path) -> None:  # noqa: ANN001
+def test_checkpoint_errors_name_missing_and_unexpected_keys(tmp_path) -> None:
     model, _ = build_semantic_model("deeplabv3_mobilenet_v3_large", 19, None)
     state = model.state_dict()
     state.pop("classifier.4.bias")
     state["classifier.9.weight"] = torch.zeros(1)
     path = tmp_path / "broken.pth"
     torch.save(state, path)
-    with pytest.raises(CheckpointError, match=r"missing keys classifier\.4\.bias.*unexpected keys classifier\.9\.weight"):
+    with pytest.raises(
+        CheckpointError, match=r"missing keys classifier\.4\.bias.*unexpected keys classifier\.9\.weight"
+    ):
         build_semantic_model("deeplabv3_mobilenet_v3_large", 19, path)
 
 
-def test_checkpoint_with_other_class_count_reports_shape_mismatch(tmp_path) -> None:  # noqa: ANN001
+def test_checkpoint_with_other_class_count_reports_shape_mismatch(tmp_path) -> None:
     model, _ = build_semantic_model("deeplabv3_mobilenet_v3_large", 21, None)
     path = tmp_path / "voc.pth"
     torch.save(model.state_dict(), path)
@@ -110,7 +112,7 @@ def test_checkpoint_with_other_class_count_reports_shape_mismatch(tmp_path) -> N
         build_semantic_model("deeplabv3_mobilenet_v3_large", 19, path)
 
 
-def test_checkpoint_loads_torchvision_layout_with_aux_head_and_card_format(tmp_path) -> None:  # noqa: ANN001
+def test_checkpoint_loads_torchvision_layout_with_aux_head_and_card_format(tmp_path) -> None:
     from torchvision.models.segmentation import deeplabv3_mobilenet_v3_large
 
     torch.manual_seed(5)
@@ -130,16 +132,25 @@ def test_checkpoint_loads_torchvision_layout_with_aux_head_and_card_format(tmp_p
         build_semantic_model("deeplabv3_resnet50", 19, card)
 
 
-def test_checkpoint_that_is_not_a_torch_file_is_rejected(tmp_path) -> None:  # noqa: ANN001
+def test_checkpoint_that_is_not_a_torch_file_is_rejected(tmp_path) -> None:
     path = tmp_path / "junk.pth"
     path.write_bytes(b"definitely not a checkpoint")
     with pytest.raises(CheckpointError, match="not a readable torch file"):
         read_checkpoint(path)
 
 
-def _small(**kw) -> SemanticModelConfig:  # noqa: ANN003
-    base = dict(model="deeplabv3_mobilenet_v3_large", checkpoint="", labels="cityscapes", input_height=64,
-                input_width=128, backend="torch", device="cpu", precision="fp32", engines_dir="engines")
+def _small(**kw) -> SemanticModelConfig:
+    base = dict(
+        model="deeplabv3_mobilenet_v3_large",
+        checkpoint="",
+        labels="cityscapes",
+        input_height=64,
+        input_width=128,
+        backend="torch",
+        device="cpu",
+        precision="fp32",
+        engines_dir="engines",
+    )
     return SemanticModelConfig(**{**base, **kw})
 
 
@@ -147,15 +158,23 @@ def _small(**kw) -> SemanticModelConfig:  # noqa: ANN003
     "backend_name",
     [
         "torch",
-        pytest.param("onnxruntime", marks=pytest.mark.skipif(
-            importlib.util.find_spec("onnxruntime") is None, reason="needs requirements-accel.txt")),
+        pytest.param(
+            "onnxruntime",
+            marks=pytest.mark.skipif(
+                importlib.util.find_spec("onnxruntime") is None, reason="needs requirements-accel.txt"
+            ),
+        ),
         "auto",
-        pytest.param("tensorrt", marks=pytest.mark.skipif(
-            not torch.cuda.is_available() or importlib.util.find_spec("tensorrt") is None,
-            reason="needs a CUDA GPU and TensorRT")),
+        pytest.param(
+            "tensorrt",
+            marks=pytest.mark.skipif(
+                not torch.cuda.is_available() or importlib.util.find_spec("tensorrt") is None,
+                reason="needs a CUDA GPU and TensorRT",
+            ),
+        ),
     ],
 )
-def test_every_backend_honours_the_semantic_backend_contract(backend_name: str, tmp_path) -> None:  # noqa: ANN001
+def test_every_backend_honours_the_semantic_backend_contract(backend_name: str, tmp_path) -> None:
     """One contract for all backends: uint8 (N, H, W, 3) in, uint8 class ids (+ confidence) out."""
     build = lambda: build_semantic_model("deeplabv3_mobilenet_v3_large", 19, None)[0]  # noqa: E731
     artifacts, device = SemanticArtifacts(tmp_path / "s.onnx", None, (64, 128)), "cpu"

@@ -20,9 +20,25 @@ def test_demo_replays_a_drive_through_the_graph_and_writes_video_pngs_and_metric
     out = tmp_path / "demo"
     # Small instance input keeps the CPU time of the test down; everything else is the shipped default.
     proc = subprocess.run(
-        [sys.executable, "-m", "seg_perception.apps.cli", "demo", "--out", str(out), "--frames", "4", "--rate", "0.1",
-         "-p", "instance.input_height=256", "-p", "instance.input_width=512"],
-        capture_output=True, text=True, timeout=900,
+        [
+            sys.executable,
+            "-m",
+            "seg_perception.apps.cli",
+            "demo",
+            "--out",
+            str(out),
+            "--frames",
+            "4",
+            "--rate",
+            "0.1",
+            "-p",
+            "instance.input_height=256",
+            "-p",
+            "instance.input_width=512",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "frames segmented" in proc.stdout

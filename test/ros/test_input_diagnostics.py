@@ -28,8 +28,9 @@ PERCEPTION = "seg_perception.ros.perception_node"
 
 
 @contextmanager
-def graph(module: str, namespace: str, params: dict[str, Any],
-          node_env_extra: dict[str, str] | None = None) -> Iterator[tuple[NodeProcess, GraphClient]]:
+def graph(
+    module: str, namespace: str, params: dict[str, Any], node_env_extra: dict[str, str] | None = None
+) -> Iterator[tuple[NodeProcess, GraphClient]]:
     """The node in its own process (our runner picks its transport) and a listener on /diagnostics."""
     env = dict(stock_environment(node_env()), **(node_env_extra or {}))
     node = NodeProcess.from_command(node_command(module, namespace, params), env)
@@ -43,11 +44,15 @@ def graph(module: str, namespace: str, params: dict[str, Any],
 
 
 @contextmanager
-def camera(topic: str, qos: str = "default", width: int = 320, height: int = 240, rate: float = 10.0,
-           encoding: str = "rgb8") -> Iterator[NodeProcess]:
-    cam = NodeProcess.from_command(stock_camera_command(topic=topic, qos=qos, width=width, height=height,
-                                                        rate=rate, seconds=120, encoding=encoding),
-                                   stock_environment(node_env()))
+def camera(
+    topic: str, qos: str = "default", width: int = 320, height: int = 240, rate: float = 10.0, encoding: str = "rgb8"
+) -> Iterator[NodeProcess]:
+    cam = NodeProcess.from_command(
+        stock_camera_command(
+            topic=topic, qos=qos, width=width, height=height, rate=rate, seconds=120, encoding=encoding
+        ),
+        stock_environment(node_env()),
+    )
     try:
         yield cam
     finally:
@@ -63,8 +68,10 @@ def small(node: str, **overrides: Any) -> dict[str, Any]:
 def test_incompatible_qos_turns_diagnostics_warn_with_the_cause_within_10_s() -> None:
     """input_reliability: reliable against a best-effort camera: the subscription never matches."""
     ns = "/diag_qos"
-    with graph(SEMANTIC, ns, small("semantic", input_reliability="reliable")) as (node, client), \
-            camera(f"{ns}/image", qos="sensor_data"):
+    with (
+        graph(SEMANTIC, ns, small("semantic", input_reliability="reliable")) as (node, client),
+        camera(f"{ns}/image", qos="sensor_data"),
+    ):
         assert client.wait_for(lambda: client.node.count_publishers(f"{ns}/image") > 0, 30)
         started = time.monotonic()
         status = wait_status(client, ns, ": camera (default)", lambda s: s.get("level") == "1", 10)
@@ -82,14 +89,19 @@ def test_frames_lost_as_best_effort_fragments_are_named_as_the_cause(tmp_path: P
     """The situation the node was blind to: 1080p best effort into Fast DDS defaults (the user's
     own profile replaces ours). Nearly every frame is lost; the node says so and why."""
     stock_profile = tmp_path / "stock.xml"
-    stock_profile.write_text('<?xml version="1.0" encoding="UTF-8" ?><dds xmlns="http://www.eprosima.com">'
-                             '<profiles><participant profile_name="stock" is_default_profile="true"><rtps/>'
-                             '</participant></profiles></dds>')
+    stock_profile.write_text(
+        '<?xml version="1.0" encoding="UTF-8" ?><dds xmlns="http://www.eprosima.com">'
+        '<profiles><participant profile_name="stock" is_default_profile="true"><rtps/>'
+        "</participant></profiles></dds>"
+    )
     ns = "/diag_lost"
-    with graph(SEMANTIC, ns, small("semantic"), {"FASTDDS_DEFAULT_PROFILES_FILE": str(stock_profile)}) as (
-            node, client), camera(f"{ns}/image", qos="sensor_data", width=1920, height=1080):
-        status = wait_status(client, ns, ": camera (default)",
-                             lambda s: s.get("input_status") == "lost_in_transport", 30)
+    with (
+        graph(SEMANTIC, ns, small("semantic"), {"FASTDDS_DEFAULT_PROFILES_FILE": str(stock_profile)}) as (node, client),
+        camera(f"{ns}/image", qos="sensor_data", width=1920, height=1080),
+    ):
+        status = wait_status(
+            client, ns, ": camera (default)", lambda s: s.get("input_status") == "lost_in_transport", 30
+        )
         assert status.get("level") == "1", status
         assert "lost in transport" in status["message"] and "publish reliable" in status["message"], status
         assert int(status["frames_lost"]) > int(status["frames_received"]), status
@@ -119,12 +131,18 @@ def test_managed_multi_camera_perception_node_follows_each_cameras_qos() -> None
             front = wait_status(client, ns, ": camera front", lambda s: s.get("input_reliability") == "reliable", 30)
             rear = wait_status(client, ns, ": camera rear", lambda s: s.get("publishers") == "1", 30)
             assert rear["input_reliability"] == "best_effort", rear
-            assert client.wait_for(lambda: client.messages(f"{ns}/front/semantic/class_map")
-                                   and client.messages(f"{ns}/rear/semantic/class_map"), 60), node.output[-3000:]
+            assert client.wait_for(
+                lambda: (
+                    client.messages(f"{ns}/front/semantic/class_map")
+                    and client.messages(f"{ns}/rear/semantic/class_map")
+                ),
+                60,
+            ), node.output[-3000:]
             with camera(f"{ns}/front/image", qos="sensor_data"):
                 front = wait_status(client, ns, ": camera front", lambda s: s.get("publishers") == "2", 30)
-                front = wait_status(client, ns, ": camera front",
-                                    lambda s: s.get("input_reliability") == "best_effort", 5)
+                front = wait_status(
+                    client, ns, ": camera front", lambda s: s.get("input_reliability") == "best_effort", 5
+                )
                 assert front["input_reliability"] == "best_effort", front
         assert node.output.count(f"input {ns}/front/image: 2 publishers") == 1, node.output
 

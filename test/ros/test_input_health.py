@@ -24,7 +24,7 @@ BEST_EFFORT_CAM = Offer("/camera_driver", "best_effort", "volatile", 0)
         ((RELIABLE_CAM, RELIABLE_CAM), "reliable"),
     ],
 )
-def test_auto_reliability_matches_every_publisher(offers, expected) -> None:  # noqa: ANN001
+def test_auto_reliability_matches_every_publisher(offers, expected) -> None:
     assert matching_reliability(offers) == expected
 
 
@@ -34,7 +34,7 @@ def test_offers_are_described_without_the_depth_dds_does_not_announce() -> None:
     assert describe_offers((RELIABLE_CAM, BEST_EFFORT_CAM)).startswith("2 publishers: ")
 
 
-def state(**changes) -> InputState:  # noqa: ANN003
+def state(**changes) -> InputState:
     base = InputState(
         subscribed=True,
         topics=(TopicState("/cam/image", "reliable", (RELIABLE_CAM,)),),
@@ -102,7 +102,9 @@ def test_frames_far_below_the_publishers_rate_warn() -> None:
 
 
 def test_undecodable_frames_name_the_decoders_message() -> None:
-    verdict = diagnose(state(window=Window(3.0, received=30, bad_input=30), last_bad_input="unsupported encoding '32FC7'"))
+    verdict = diagnose(
+        state(window=Window(3.0, received=30, bad_input=30), last_bad_input="unsupported encoding '32FC7'")
+    )
     assert (verdict.level, verdict.cause) == ("warn", "bad_input")
     assert "32FC7" in verdict.message
 

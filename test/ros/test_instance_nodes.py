@@ -24,8 +24,15 @@ pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
 # Untrained Mask R-CNN scores every class near 1/9 and every mask pixel near 0.5: low thresholds
 # give real detections with pixels, so the comparisons below are not between empty maps.
-INSTANCE = {"checkpoint": "", "input_height": 128, "input_width": 256, "device": "cpu", "score_threshold": 0.05, "mask_threshold": 0.3,
-            "max_instances": 12}
+INSTANCE = {
+    "checkpoint": "",
+    "input_height": 128,
+    "input_width": 256,
+    "device": "cpu",
+    "score_threshold": 0.05,
+    "mask_threshold": 0.3,
+    "max_instances": 12,
+}
 
 
 def scene(width: int, height: int, seed: int = 0) -> Image:
@@ -41,8 +48,12 @@ def decode_mono16(msg: Image) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def perception(small_semantic_params: dict):  # noqa: ANN201
-    params = {f"semantic.{k}": v for k, v in small_semantic_params.items() if k in section(node_defaults("perception"), "semantic")}
+def perception(small_semantic_params: dict):
+    params = {
+        f"semantic.{k}": v
+        for k, v in small_semantic_params.items()
+        if k in section(node_defaults("perception"), "semantic")
+    }
     params.update({f"instance.{k}": v for k, v in INSTANCE.items()})
     params["diagnostics_period"] = 0.5
     ns = "/perc"
@@ -54,7 +65,12 @@ def perception(small_semantic_params: dict):  # noqa: ANN201
     pub = client.publisher(Image, f"{ns}/image")
     assert client.wait_for(lambda: pub.get_subscription_count() > 0, 90), node.output
     defaults = node_defaults("perception")
-    sem_cfg = SemanticModelConfig.from_params({**section(defaults, "semantic"), **{k: v for k, v in small_semantic_params.items() if k in section(defaults, "semantic")}})
+    sem_cfg = SemanticModelConfig.from_params(
+        {
+            **section(defaults, "semantic"),
+            **{k: v for k, v in small_semantic_params.items() if k in section(defaults, "semantic")},
+        }
+    )
     inst_cfg = InstanceModelConfig.from_params({**section(defaults, "instance"), **INSTANCE})
     cores = SemanticSegmenter.from_config(sem_cfg), instance_from_config(inst_cfg)
     yield client, pub, node, ns, cores
@@ -63,7 +79,7 @@ def perception(small_semantic_params: dict):  # noqa: ANN201
 
 
 @pytest.mark.parametrize(("width", "height"), [(512, 256), (333, 250)])
-def test_perception_node_maps_equal_the_offline_cores(perception, width: int, height: int) -> None:  # noqa: ANN001
+def test_perception_node_maps_equal_the_offline_cores(perception, width: int, height: int) -> None:
     client, pub, node, ns, (semantic, instance) = perception
     msg = stamped(scene(width, height), client, "front")
     out = publish_until(client, pub, msg, f"{ns}/panoptic/panoptic_map", timeout=90)
@@ -86,14 +102,17 @@ def test_perception_node_maps_equal_the_offline_cores(perception, width: int, he
     assert all(r.label_id in {24, 25, 26, 27, 28, 31, 32, 33} for r in inst.instances)
 
 
-def test_perception_node_renders_no_overlay_without_subscribers(perception) -> None:  # noqa: ANN001
+def test_perception_node_renders_no_overlay_without_subscribers(perception) -> None:
     client, pub, _, ns, _ = perception
     msg = stamped(scene(320, 160, seed=5), client, "front")
     assert publish_until(client, pub, msg, f"{ns}/panoptic/panoptic_map", timeout=90) is not None
     assert client.wait_for(lambda: int(latest_diagnostics(client, ns).get("frames_processed", 0)) > 0, 5)
     diag = latest_diagnostics(client, ns)
     assert diag["overlays_rendered"] == "0"
-    assert (diag["model"], diag["instance_model"]) == ("deeplabv3_mobilenet_v3_large", "maskrcnn_mobilenet_v3_large_fpn")
+    assert (diag["model"], diag["instance_model"]) == (
+        "deeplabv3_mobilenet_v3_large",
+        "maskrcnn_mobilenet_v3_large_fpn",
+    )
 
 
 def test_instance_node_publishes_instance_map_and_survives_bad_input(small_semantic_params: dict) -> None:
@@ -138,7 +157,11 @@ def test_perception_node_serves_two_cameras_in_one_batch_and_draws_the_panoptic_
     own header and equals the combined core on that frame alone."""
     from seg_perception.pipeline.perception import PerceptionCore
 
-    params = {f"semantic.{k}": v for k, v in small_semantic_params.items() if k in section(node_defaults("perception"), "semantic")}
+    params = {
+        f"semantic.{k}": v
+        for k, v in small_semantic_params.items()
+        if k in section(node_defaults("perception"), "semantic")
+    }
     params.update({f"instance.{k}": v for k, v in INSTANCE.items()})
     params.update(cameras="[left, right]", batch_timeout_ms=2000, diagnostics_period=0.5)
     ns = "/stereo"
@@ -151,11 +174,15 @@ def test_perception_node_serves_two_cameras_in_one_batch_and_draws_the_panoptic_
         client.subscribe(DiagnosticArray, "/diagnostics")
         pubs = {cam: client.publisher(Image, f"{ns}/{cam}/image") for cam in ("left", "right")}
         assert client.wait_for(lambda: all(p.get_subscription_count() > 0 for p in pubs.values()), 90), node.output
-        msgs = {"left": stamped(scene(480, 240, seed=2), client, "left_optical"),
-                "right": stamped(scene(320, 200, seed=3), client, "right_optical")}
+        msgs = {
+            "left": stamped(scene(480, 240, seed=2), client, "left_optical"),
+            "right": stamped(scene(320, 200, seed=3), client, "right_optical"),
+        }
+
         def both_back() -> bool:
-            return all(find_message(client.messages(f"{ns}/{cam}/panoptic/overlay"), m.header.stamp)
-                       for cam, m in msgs.items())
+            return all(
+                find_message(client.messages(f"{ns}/{cam}/panoptic/overlay"), m.header.stamp) for cam, m in msgs.items()
+            )
 
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline and not both_back():
@@ -164,8 +191,10 @@ def test_perception_node_serves_two_cameras_in_one_batch_and_draws_the_panoptic_
             client.wait_for(both_back, 3.0)
         core = PerceptionCore.from_params({**node_defaults("perception"), **params})
         for cam, msg in msgs.items():
-            got = {t: find_message(client.messages(f"{ns}/{cam}/{t}"), msg.header.stamp)
-                   for t in ("semantic/class_map", "instance/instance_map", "panoptic/panoptic_map", "panoptic/overlay")}
+            got = {
+                t: find_message(client.messages(f"{ns}/{cam}/{t}"), msg.header.stamp)
+                for t in ("semantic/class_map", "instance/instance_map", "panoptic/panoptic_map", "panoptic/overlay")
+            }
             assert all(m is not None for m in got.values()), (cam, node.output[-3000:])
             for m in got.values():
                 assert m.header == msg.header and (m.height, m.width) == (msg.height, msg.width)

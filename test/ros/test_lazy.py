@@ -18,7 +18,7 @@ MODULE = "seg_perception.ros.semantic_node"
 NS = "/lazy"
 
 
-def publish_until_received(camera: GraphClient, pub, listener: GraphClient, topic: str, seed: int, timeout: float = 30):  # noqa: ANN001, ANN201
+def publish_until_received(camera: GraphClient, pub, listener: GraphClient, topic: str, seed: int, timeout: float = 30):
     """Publish frames (a fresh stamp every second) until ``listener`` receives the output of one."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

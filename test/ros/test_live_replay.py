@@ -38,15 +38,25 @@ def wait_exit(node: NodeProcess, timeout: float) -> int:
 @pytest.mark.parametrize("rate", [1.0, 2.0])
 def test_player_keeps_the_recorded_timing_and_publishes_clock(drive: Path, tmp_path: Path, rate: float) -> None:
     client = GraphClient("timing_probe")
-    recorder = NodeProcess("seg_perception.ros.bag_recorder", "/", {
-        "bag": str(tmp_path / "recorded"), "topics": "[/camera/image_raw]"})
+    recorder = NodeProcess(
+        "seg_perception.ros.bag_recorder", "/", {"bag": str(tmp_path / "recorded"), "topics": "[/camera/image_raw]"}
+    )
     player = None
     try:
         client.subscribe(Image, "/camera/image_raw", depth=FRAMES)
         client.subscribe(Clock, "/clock", reliability="best_effort", depth=1000)
-        player = NodeProcess("seg_perception.ros.bag_player", "/", {
-            "bag": str(drive), "rate": rate, "topics": "[/camera/image_raw]",
-            "wait_for_subscribers": "[/camera/image_raw]", "min_subscribers": 2, "wait_timeout": 60.0})
+        player = NodeProcess(
+            "seg_perception.ros.bag_player",
+            "/",
+            {
+                "bag": str(drive),
+                "rate": rate,
+                "topics": "[/camera/image_raw]",
+                "wait_for_subscribers": "[/camera/image_raw]",
+                "min_subscribers": 2,
+                "wait_timeout": 60.0,
+            },
+        )
         assert wait_exit(player, 120) == 0, player.output
         assert client.wait_for(lambda: len(client.messages("/camera/image_raw")) == FRAMES, 10)
     finally:
@@ -71,8 +81,9 @@ def test_player_keeps_the_recorded_timing_and_publishes_clock(drive: Path, tmp_p
         recorded = [bags.deserialize(raw, c.msgtype) for c, _, raw in reader.messages()]
     assert [bags.stamp_ns(m.header) for m in recorded] == stamps.tolist()
     with Reader(drive) as reader:
-        original = next(bags.deserialize(raw, c.msgtype) for c, _, raw in reader.messages()
-                        if c.topic == "/camera/image_raw")
+        original = next(
+            bags.deserialize(raw, c.msgtype) for c, _, raw in reader.messages() if c.topic == "/camera/image_raw"
+        )
     assert np.array_equal(recorded[0].data, original.data)
 
 
@@ -81,9 +92,18 @@ def test_player_start_offset_and_loop(drive: Path) -> None:
     player = None
     try:
         client.subscribe(Image, "/camera/image_raw", depth=100)
-        player = NodeProcess("seg_perception.ros.bag_player", "/", {
-            "bag": str(drive), "rate": 4.0, "loop": True, "start_offset": 1.0, "topics": "[/camera/image_raw]",
-            "wait_for_subscribers": "[/camera/image_raw]"})
+        player = NodeProcess(
+            "seg_perception.ros.bag_player",
+            "/",
+            {
+                "bag": str(drive),
+                "rate": 4.0,
+                "loop": True,
+                "start_offset": 1.0,
+                "topics": "[/camera/image_raw]",
+                "wait_for_subscribers": "[/camera/image_raw]",
+            },
+        )
         # Offset 1.0 s skips 10 of 20 frames; looping replays the remaining 10 again.
         assert client.wait_for(lambda: len(client.messages("/camera/image_raw")) >= 25, 60), player.output
     finally:

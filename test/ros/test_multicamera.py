@@ -13,9 +13,9 @@ from diagnostic_msgs.msg import DiagnosticArray
 from sensor_msgs.msg import Image
 
 from seg_perception.config.records import SemanticModelConfig
-from seg_perception.ros.frame_buffer import LatestFrameBuffer
 from seg_perception.io.image import decode_image
 from seg_perception.pipeline.semantic import SemanticSegmenter
+from seg_perception.ros.frame_buffer import LatestFrameBuffer
 from seg_perception.ros.tools.harness import GraphClient, NodeProcess
 
 from .helpers import camera_diagnostics, latest_diagnostics, make_image, publish_until, stamped
@@ -95,8 +95,10 @@ def test_three_cameras_batched_each_output_its_own_frame_and_the_slow_camera_nev
 
         def settled() -> bool:
             diag = {cam: camera_diagnostics(client, NS, cam) for cam in CAMERAS}
-            return all(int(d.get("frames_received", -1)) == int(d.get("frames_processed", 0))
-                       + int(d.get("frames_dropped", 0)) for d in diag.values())
+            return all(
+                int(d.get("frames_received", -1)) == int(d.get("frames_processed", 0)) + int(d.get("frames_dropped", 0))
+                for d in diag.values()
+            )
 
         assert client.wait_for(settled, 20), {cam: camera_diagnostics(client, NS, cam) for cam in CAMERAS}
         time.sleep(1.0)  # one more diagnostics period, so the counters below are final
@@ -117,7 +119,9 @@ def test_three_cameras_batched_each_output_its_own_frame_and_the_slow_camera_nev
             assert len({(m.header.stamp.sec, m.header.stamp.nanosec) for m in outputs}) == len(outputs)
 
             diag = camera_diagnostics(client, NS, cam)
-            warm_frames = sum(1 for m in client.messages(f"{NS}/{cam}/semantic/class_map") if m.header.frame_id == "warm")
+            warm_frames = sum(
+                1 for m in client.messages(f"{NS}/{cam}/semantic/class_map") if m.header.frame_id == "warm"
+            )
             # Counters agree with what arrived (outputs are reliable: every processed frame).
             assert int(diag["frames_processed"]) == len(outputs) + warm_frames, (cam, diag, len(outputs))
             assert int(diag["bad_input"]) == 0 and diag["input_subscribed"] == "True"

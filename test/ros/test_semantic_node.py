@@ -17,7 +17,6 @@ from sensor_msgs.msg import CompressedImage, Image
 from seg_perception.config.records import SemanticModelConfig
 from seg_perception.io.image import decode_compressed, decode_image
 from seg_perception.pipeline.semantic import SemanticSegmenter
-
 from seg_perception.ros.tools.harness import GraphClient, NodeProcess, find_message, node_command, node_env
 
 from .helpers import latest_diagnostics, make_image, publish_until, stamped
@@ -33,7 +32,7 @@ def offline_core(small_semantic_params: dict) -> SemanticSegmenter:
 
 
 @pytest.fixture(scope="module")
-def graph(small_semantic_params: dict):  # noqa: ANN201
+def graph(small_semantic_params: dict):
     params = dict(small_semantic_params, compressed_topic="image/compressed", diagnostics_period=0.5)
     node = NodeProcess(MODULE, NS, params)
     client = GraphClient()
@@ -63,7 +62,7 @@ CASES = [
 
 
 @pytest.mark.parametrize(("encoding", "width", "height", "pad"), CASES)
-def test_node_class_map_equals_offline_core(graph, offline_core, encoding, width, height, pad) -> None:  # noqa: ANN001
+def test_node_class_map_equals_offline_core(graph, offline_core, encoding, width, height, pad) -> None:
     client, pub, _, _ = graph
     msg = stamped(make_image(encoding, width, height, pad, seed=width), client, f"cam_{encoding}")
     out = publish_until(client, pub, msg, f"{NS}/semantic/class_map")
@@ -76,7 +75,7 @@ def test_node_class_map_equals_offline_core(graph, offline_core, encoding, width
     assert len(np.unique(expected)) > 1  # a meaningful comparison, not two blank maps
 
 
-def test_node_serves_compressed_frames_and_optional_outputs(graph, offline_core) -> None:  # noqa: ANN001
+def test_node_serves_compressed_frames_and_optional_outputs(graph, offline_core) -> None:
     client, _, cpub, _ = graph
     rgb = cv2.resize(np.random.default_rng(3).integers(0, 256, (30, 40, 3), np.uint8), (400, 300))
     ok, jpeg = cv2.imencode(".jpg", rgb[:, :, ::-1])
@@ -94,7 +93,7 @@ def test_node_serves_compressed_frames_and_optional_outputs(graph, offline_core)
     assert (overlay.encoding, overlay.height, overlay.width) == ("rgb8", 300, 400)
 
 
-def test_node_counts_bad_input_and_keeps_serving(graph) -> None:  # noqa: ANN001
+def test_node_counts_bad_input_and_keeps_serving(graph) -> None:
     client, pub, cpub, _ = graph
     before = int(latest_diagnostics(client, NS).get("bad_input", 0))
     bad = []
@@ -119,7 +118,7 @@ def test_node_counts_bad_input_and_keeps_serving(graph) -> None:  # noqa: ANN001
     )
 
 
-def test_node_diagnostics_report_rate_latency_backend_and_device(graph) -> None:  # noqa: ANN001
+def test_node_diagnostics_report_rate_latency_backend_and_device(graph) -> None:
     client, pub, _, _ = graph
     msg = stamped(make_image("rgb8", 160, 120, seed=11), client, "diag")
     assert publish_until(client, pub, msg, f"{NS}/semantic/class_map") is not None
@@ -169,9 +168,7 @@ def test_overloaded_node_drops_stale_frames_with_bounded_latency(small_semantic_
         # Bounded: no queue build-up, late frames are no later than early ones.
         assert max(latencies) < 4 * processing + 0.5, (latencies, processing)
         assert np.median(latencies[half:]) < np.median(latencies[:half]) + processing, latencies
-        diag_ok = client.wait_for(
-            lambda: int(latest_diagnostics(client, ns).get("frames_dropped", 0)) > sent // 2, 5
-        )
+        diag_ok = client.wait_for(lambda: int(latest_diagnostics(client, ns).get("frames_dropped", 0)) > sent // 2, 5)
         assert diag_ok, latest_diagnostics(client, ns)
         assert latest_diagnostics(client, ns)["cpu_threads"] == "1"
         assert rss_end - rss_start < 60_000, f"RSS grew {rss_start} -> {rss_end} kB"
@@ -190,7 +187,7 @@ def test_overloaded_node_drops_stale_frames_with_bounded_latency(small_semantic_
         ({"cpu_threads": -1}, "cpu_threads"),
     ],
 )
-def test_node_refuses_bad_parameters_with_one_line(small_semantic_params: dict, override, message) -> None:  # noqa: ANN001
+def test_node_refuses_bad_parameters_with_one_line(small_semantic_params: dict, override, message) -> None:
     params = dict(small_semantic_params, **override)
     proc = subprocess.run(
         node_command(MODULE, "/bad", params), env=node_env(), capture_output=True, text=True, timeout=120
@@ -219,7 +216,7 @@ def test_node_starts_with_no_arguments_on_config_defaults() -> None:
 
 
 @pytest.mark.skipif(importlib.util.find_spec("onnxruntime") is None, reason="needs requirements-accel.txt")
-def test_node_on_onnxruntime_matches_the_torch_core(small_semantic_params: dict, offline_core, tmp_path) -> None:  # noqa: ANN001
+def test_node_on_onnxruntime_matches_the_torch_core(small_semantic_params: dict, offline_core, tmp_path) -> None:
     """backend: onnxruntime (exported at start into engines_dir) gives the torch core's class maps."""
     ns = "/cam_ort"
     params = dict(small_semantic_params, backend="onnxruntime", engines_dir=str(tmp_path))
@@ -244,7 +241,7 @@ def test_node_on_onnxruntime_matches_the_torch_core(small_semantic_params: dict,
         assert node.stop() == 0, node.output
 
 
-def test_reliable_and_best_effort_subscribers_both_receive_outputs(graph) -> None:  # noqa: ANN001
+def test_reliable_and_best_effort_subscribers_both_receive_outputs(graph) -> None:
     """Outputs are published reliable (keep last N): both kinds of subscriber match and get them."""
     client, pub, _, _ = graph
     best_effort = GraphClient("best_effort_listener")

@@ -32,7 +32,7 @@ def _has_time_for(row: dict) -> float:
     ],
     ids=["1080p-default-qos", "1080p-best-effort", "2160p-default-qos"],
 )
-def test_node_serves_a_stock_camera_at_the_models_rate(camera, width, height, rate, subscribed) -> None:  # noqa: ANN001
+def test_node_serves_a_stock_camera_at_the_models_rate(camera, width, height, rate, subscribed) -> None:
     row = run_camera_case(CameraCase("ours", camera, width, height, rate, seconds=20.0), namespace="/stock")
     during = row["node_diagnostics_during"]
     end = row["node_diagnostics"]

@@ -62,11 +62,26 @@ def test_frames_have_the_documented_shapes_and_dtypes():
 
 
 def test_the_module_label_constants_are_the_cityscapes_label_ids(label_set):
-    for name, const in [("road", syn.ROAD), ("sidewalk", syn.SIDEWALK), ("building", syn.BUILDING), ("wall", syn.WALL),
-                        ("fence", syn.FENCE), ("pole", syn.POLE), ("traffic light", syn.TRAFFIC_LIGHT),
-                        ("traffic sign", syn.TRAFFIC_SIGN), ("vegetation", syn.VEGETATION), ("terrain", syn.TERRAIN),
-                        ("sky", syn.SKY), ("person", syn.PERSON), ("rider", syn.RIDER), ("car", syn.CAR),
-                        ("truck", syn.TRUCK), ("bus", syn.BUS), ("motorcycle", syn.MOTORCYCLE), ("bicycle", syn.BICYCLE)]:
+    for name, const in [
+        ("road", syn.ROAD),
+        ("sidewalk", syn.SIDEWALK),
+        ("building", syn.BUILDING),
+        ("wall", syn.WALL),
+        ("fence", syn.FENCE),
+        ("pole", syn.POLE),
+        ("traffic light", syn.TRAFFIC_LIGHT),
+        ("traffic sign", syn.TRAFFIC_SIGN),
+        ("vegetation", syn.VEGETATION),
+        ("terrain", syn.TERRAIN),
+        ("sky", syn.SKY),
+        ("person", syn.PERSON),
+        ("rider", syn.RIDER),
+        ("car", syn.CAR),
+        ("truck", syn.TRUCK),
+        ("bus", syn.BUS),
+        ("motorcycle", syn.MOTORCYCLE),
+        ("bicycle", syn.BICYCLE),
+    ]:
         assert label_set.by_name(name).id == const, name
     assert set(syn.THING_LABEL_IDS) <= _ids(label_set, has_instances=True)
 

@@ -10,16 +10,31 @@ import torch
 
 from seg_perception.errors import SegPerceptionError
 from seg_perception.labels import load_label_set
-from seg_perception.synthetic.scenes import CONDITIONS, generate_frame
 from seg_perception.models.semantic import build_semantic_model
-from seg_perception.training.loop import TrainConfig, class_weights, instance_targets, model_card, train, transfer_backbone
+from seg_perception.synthetic.scenes import CONDITIONS, generate_frame
+from seg_perception.training.loop import (
+    TrainConfig,
+    class_weights,
+    instance_targets,
+    model_card,
+    train,
+    transfer_backbone,
+)
 
 pytestmark = pytest.mark.slow
 
 
 def _tiny(out: Path, iterations: int = 4) -> TrainConfig:
-    return TrainConfig(out=str(out), iterations=iterations, batch_size=2, height=64, width=128,
-                       checkpoint_every=2, eval_frames_per_condition=1, workers=0)
+    return TrainConfig(
+        out=str(out),
+        iterations=iterations,
+        batch_size=2,
+        height=64,
+        width=128,
+        checkpoint_every=2,
+        eval_frames_per_condition=1,
+        workers=0,
+    )
 
 
 def test_semantic_training_resumes_to_the_same_weights_as_an_uninterrupted_run(tmp_path: Path) -> None:
@@ -78,7 +93,9 @@ def test_instance_backbone_starts_from_a_semantic_checkpoint(tmp_path: Path) -> 
     copied = transfer_backbone(model, tmp_path / "semantic.pth")
     assert copied == sum(1 for k in model.state_dict() if k.startswith("backbone.body."))
     src, dst = semantic.state_dict(), model.state_dict()
-    assert all(torch.equal(src[k], dst["backbone.body." + k[len("backbone."):]]) for k in src if k.startswith("backbone."))
+    assert all(
+        torch.equal(src[k], dst["backbone.body." + k[len("backbone.") :]]) for k in src if k.startswith("backbone.")
+    )
     resnet, _ = build_semantic_model("deeplabv3_resnet50", labels.num_classes, None, seed=7)
     torch.save({"model": resnet.state_dict()}, tmp_path / "resnet.pth")
     with pytest.raises(SegPerceptionError, match="backbone tensors fit"):
@@ -88,9 +105,17 @@ def test_instance_backbone_starts_from_a_semantic_checkpoint(tmp_path: Path) -> 
 def test_instance_training_writes_a_card_with_metrics_per_condition(tmp_path: Path) -> None:
     semantic, _ = build_semantic_model("deeplabv3_mobilenet_v3_large", 19, None, seed=1)
     torch.save({"model": semantic.state_dict()}, tmp_path / "semantic.pth")
-    cfg = dataclasses.replace(_tiny(tmp_path / "inst", iterations=2), task="instance",
-                              model="maskrcnn_mobilenet_v3_large_fpn", batch_size=1, height=128, width=256,
-                              backbone_init=str(tmp_path / "semantic.pth"), rpn_train_proposals=200, roi_samples=64)
+    cfg = dataclasses.replace(
+        _tiny(tmp_path / "inst", iterations=2),
+        task="instance",
+        model="maskrcnn_mobilenet_v3_large_fpn",
+        batch_size=1,
+        height=128,
+        width=256,
+        backbone_init=str(tmp_path / "semantic.pth"),
+        rpn_train_proposals=200,
+        roi_samples=64,
+    )
     card = torch.load(train(cfg), weights_only=True)
     assert card["meta"]["classes"][0] == "__background__" and card["meta"]["input_size"] == [128, 256]
     assert set(card["meta"]["metrics"]["per_condition"]) == set(CONDITIONS)
@@ -104,7 +129,10 @@ def test_a_run_stopped_on_purpose_is_evaluated_and_carded_there(tmp_path: Path) 
     cfg = _tiny(tmp_path / "s", iterations=6)
     final = train(cfg, stop_after=2, finish_at_stop=True)
     card = torch.load(final, weights_only=True)
-    assert card["meta"]["stopped_at"] == 2 and torch.load(tmp_path / "s" / "last.pth", weights_only=False)["iteration"] == 2
+    assert (
+        card["meta"]["stopped_at"] == 2
+        and torch.load(tmp_path / "s" / "last.pth", weights_only=False)["iteration"] == 2
+    )
     assert "2 iterations of a 6-iteration schedule" in model_card(card["meta"], ["..."])
     again = torch.load(train(cfg, stop_after=2, finish_at_stop=True), weights_only=True)  # resumes at 2: no training
     assert all(torch.equal(card["model"][k], again["model"][k]) for k in card["model"])

@@ -32,9 +32,9 @@ from seg_perception.apps.bench import _summary, camera_message, machine, run_cas
 from seg_perception.config.records import SemanticModelConfig, node_defaults
 from seg_perception.pipeline.semantic import SemanticSegmenter
 from seg_perception.resources import config_path, resolve
+from seg_perception.ros.tools import stock_camera, tutorial_node
 from seg_perception.ros.tools.harness import GraphClient, NodeProcess, node_command, node_env
 from seg_perception.ros.transport import receive_buffer_limit
-from seg_perception.ros.tools import stock_camera, tutorial_node
 
 SEMANTIC_NODE = "seg_perception.ros.semantic_node"
 CAMERA_QOS = {"default": "default", "sensor_data": "sensor_data", "tuned": "default"}
@@ -72,19 +72,37 @@ def _node(case: CameraCase, namespace: str, params: dict[str, Any], env: dict[st
     if case.node == "ours":
         command = node_command(SEMANTIC_NODE, namespace, params)
     else:
-        command = [*tutorial_node_command(params), "--image", f"{namespace}/image",
-                   "--class-map", f"{namespace}/semantic/class_map"]
+        command = [
+            *tutorial_node_command(params),
+            "--image",
+            f"{namespace}/image",
+            "--class-map",
+            f"{namespace}/semantic/class_map",
+        ]
     return NodeProcess.from_command(command, env)
 
 
 def tutorial_node_command(params: dict[str, Any]) -> list[str]:
-    return [sys.executable, tutorial_node.__file__, "--checkpoint", str(resolve(params["checkpoint"])),
-            "--height", str(params["input_height"]), "--width", str(params["input_width"])]
+    return [
+        sys.executable,
+        tutorial_node.__file__,
+        "--checkpoint",
+        str(resolve(params["checkpoint"])),
+        "--height",
+        str(params["input_height"]),
+        "--width",
+        str(params["input_width"]),
+    ]
 
 
-def run_camera_case(case: CameraCase, params: dict[str, Any] | None = None, namespace: str = "/stock",
-                    node_env_extra: dict[str, str] | None = None, model_rate_hz: float | None = None,
-                    ready_timeout: float = 120.0) -> dict[str, Any]:
+def run_camera_case(
+    case: CameraCase,
+    params: dict[str, Any] | None = None,
+    namespace: str = "/stock",
+    node_env_extra: dict[str, str] | None = None,
+    model_rate_hz: float | None = None,
+    ready_timeout: float = 120.0,
+) -> dict[str, Any]:
     """Start the node and a stock camera, let the camera run ``case.seconds``, measure.
 
     ``params``: our node's parameters (default config/semantic.yaml; the tutorial node takes
@@ -100,15 +118,29 @@ def run_camera_case(case: CameraCase, params: dict[str, Any] | None = None, name
     try:
         client.subscribe(Image, class_map, depth=100)
         client.subscribe(DiagnosticArray, "/diagnostics", depth=100)
-        if not client.wait_for(lambda: client.node.count_subscribers(image) > 0 or node.proc.poll() is not None,
-                               ready_timeout) or node.proc.poll() is not None:
+        if (
+            not client.wait_for(
+                lambda: client.node.count_subscribers(image) > 0 or node.proc.poll() is not None, ready_timeout
+            )
+            or node.proc.poll() is not None
+        ):
             raise RuntimeError(f"{case.node} node did not subscribe {image}:\n{node.output[-3000:]}")
         camera_env = dict(env)
         if case.camera == "tuned":
             camera_env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(config_path("fastdds_large_images.xml"))
-        camera = NodeProcess.from_command(stock_camera.stock_camera_command(
-            topic=image, width=case.width, height=case.height, rate=case.rate, seconds=case.seconds,
-            qos=CAMERA_QOS[case.camera], encoding=case.encoding, frame_id="stock_camera"), camera_env)
+        camera = NodeProcess.from_command(
+            stock_camera.stock_camera_command(
+                topic=image,
+                width=case.width,
+                height=case.height,
+                rate=case.rate,
+                seconds=case.seconds,
+                qos=CAMERA_QOS[case.camera],
+                encoding=case.encoding,
+                frame_id="stock_camera",
+            ),
+            camera_env,
+        )
         # The node's view while the camera still publishes (its QoS choice, its verdict) ...
         _wait_until_sent(camera, client, image, case.seconds - 1.5)
         during = _node_diagnostics(client, namespace)
@@ -136,18 +168,31 @@ def _wait_until_sent(camera: NodeProcess, client: GraphClient, topic: str, secon
     time.sleep(max(seconds, 0.0))
 
 
-def _report(case: CameraCase, sent: dict[str, Any], outputs: list[tuple[float, Any]],
-            diagnostics: dict[str, dict[str, str]], model_rate_hz: float | None, exit_code: int,
-            node_output: str) -> dict[str, Any]:
+def _report(
+    case: CameraCase,
+    sent: dict[str, Any],
+    outputs: list[tuple[float, Any]],
+    diagnostics: dict[str, dict[str, str]],
+    model_rate_hz: float | None,
+    exit_code: int,
+    node_output: str,
+) -> dict[str, Any]:
     stamps = {(s, ns) for s, ns in sent["stamps"]}
     offset = time.time() - time.monotonic()  # listener receive times (monotonic) -> wall clock
-    latencies = [(t + offset - (m.header.stamp.sec + m.header.stamp.nanosec * 1e-9)) * 1e3
-                 for t, m in outputs if (m.header.stamp.sec, m.header.stamp.nanosec) in stamps]
+    latencies = [
+        (t + offset - (m.header.stamp.sec + m.header.stamp.nanosec * 1e-9)) * 1e3
+        for t, m in outputs
+        if (m.header.stamp.sec, m.header.stamp.nanosec) in stamps
+    ]
     seconds = float(sent["seconds"])
     has_time_for = min(sent["sent"], seconds * model_rate_hz) if model_rate_hz else None
     report: dict[str, Any] = {
         "case": case.name,
-        "node": case.node, "camera": case.camera, "width": case.width, "height": case.height, "rate_hz": case.rate,
+        "node": case.node,
+        "camera": case.camera,
+        "width": case.width,
+        "height": case.height,
+        "rate_hz": case.rate,
         "seconds": seconds,
         "sent": sent["sent"],
         "outputs": len(latencies),
@@ -175,8 +220,11 @@ def _node_diagnostics(client: GraphClient, namespace: str) -> dict[str, dict[str
             key = "camera" if ": camera" in status.name else "node"
             if key not in found:
                 level = status.level[0] if isinstance(status.level, bytes) else int(status.level)
-                found[key] = {"level": str(level), "message": status.message,
-                              **{kv.key: kv.value for kv in status.values}}
+                found[key] = {
+                    "level": str(level),
+                    "message": status.message,
+                    **{kv.key: kv.value for kv in status.values},
+                }
     return found
 
 
@@ -184,19 +232,25 @@ def _print_row(row: dict[str, Any]) -> None:
     lat = row["latency"]
     share = row["share_of_model_capacity"]
     diag = row["node_diagnostics"].get("node", {})
-    print(f"{row['case']:<52} sent {row['sent']:>4}  outputs {row['outputs']:>4} ({row['outputs_per_s']:.1f}/s"
-          + (f", {share:.0%} of the model's capacity" if share is not None else "") + ")  latency p50/p99 "
-          + (f"{lat['p50_ms']:.0f}/{lat['p99_ms']:.0f} ms" if lat else "n/a")
-          + (f"  node: received {diag.get('frames_received')}, dropped {diag.get('frames_dropped')}, "
-             f"lost {diag.get('frames_lost')}" if diag else ""))
+    print(
+        f"{row['case']:<52} sent {row['sent']:>4}  outputs {row['outputs']:>4} ({row['outputs_per_s']:.1f}/s"
+        + (f", {share:.0%} of the model's capacity" if share is not None else "")
+        + ")  latency p50/p99 "
+        + (f"{lat['p50_ms']:.0f}/{lat['p99_ms']:.0f} ms" if lat else "n/a")
+        + (
+            f"  node: received {diag.get('frames_received')}, dropped {diag.get('frames_dropped')}, "
+            f"lost {diag.get('frames_lost')}"
+            if diag
+            else ""
+        )
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--rate", type=float, default=10.0)
-    parser.add_argument("--cameras", nargs="+", default=["default", "sensor_data", "tuned"],
-                        choices=sorted(CAMERA_QOS))
+    parser.add_argument("--cameras", nargs="+", default=["default", "sensor_data", "tuned"], choices=sorted(CAMERA_QOS))
     parser.add_argument("--nodes", nargs="+", default=["ours", "tutorial"], choices=["ours", "tutorial"])
     parser.add_argument("--uhd", action="store_true", help="add 3840x2160 at half the rate, our node, each camera")
     parser.add_argument("--json", default="out/bench/camera.json")
@@ -204,10 +258,13 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(40, 99)))
     params = node_defaults("semantic")
     rate = core_rate(params, 1920, 1080)
-    print(f"in core (this process, 1920x1080): end to end p50 {rate['end_to_end_p50_ms']:.1f} ms, "
-          f"{rate['rate_hz']:.1f} frames/s")
-    cases = [CameraCase(node, camera, rate=args.rate, seconds=args.seconds)
-             for camera in args.cameras for node in args.nodes]
+    print(
+        f"in core (this process, 1920x1080): end to end p50 {rate['end_to_end_p50_ms']:.1f} ms, "
+        f"{rate['rate_hz']:.1f} frames/s"
+    )
+    cases = [
+        CameraCase(node, camera, rate=args.rate, seconds=args.seconds) for camera in args.cameras for node in args.nodes
+    ]
     uhd_rate = None
     if args.uhd:
         uhd_rate = core_rate(params, 3840, 2160)
@@ -215,12 +272,19 @@ def main(argv: list[str] | None = None) -> int:
         cases += [CameraCase("ours", camera, 3840, 2160, args.rate / 2, args.seconds) for camera in args.cameras]
     rows = []
     for case in cases:
-        model_rate = (uhd_rate if case.width == 3840 else rate)
+        model_rate = uhd_rate if case.width == 3840 else rate
         row = run_camera_case(case, model_rate_hz=model_rate["rate_hz"] if model_rate else None)
         _print_row(row)
         rows.append(row)
-    write_report({"machine": {**machine(), "rmem_max": receive_buffer_limit()},
-                  "in_core_1080p": rate, "in_core_2160p": uhd_rate, "cases": rows}, args.json)
+    write_report(
+        {
+            "machine": {**machine(), "rmem_max": receive_buffer_limit()},
+            "in_core_1080p": rate,
+            "in_core_2160p": uhd_rate,
+            "cases": rows,
+        },
+        args.json,
+    )
     return 0
 
 

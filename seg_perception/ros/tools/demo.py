@@ -26,13 +26,13 @@ import yaml
 from diagnostic_msgs.msg import DiagnosticArray
 from sensor_msgs.msg import Image
 
-from seg_perception.io import bags
 from seg_perception.errors import SegPerceptionError
+from seg_perception.io import bags
 from seg_perception.io.image import decode_image, to_rgb
 from seg_perception.metrics.bags import evaluate_bags
 from seg_perception.metrics.run import format_report, jsonable
-from seg_perception.synthetic.scenes import generate_drive
 from seg_perception.ros.tools.harness import GraphClient, NodeProcess
+from seg_perception.synthetic.scenes import generate_drive
 
 NAMESPACE = "/camera"
 CAMERA_TOPIC = f"{NAMESPACE}/image_raw"
@@ -85,8 +85,9 @@ def run_demo(out: Path, frames: int, seed: int, params: dict[str, Any], rate: fl
     print("demo: starting perception_node, bag_recorder and bag_player, each in its own process, over DDS")
     node = NodeProcess("seg_perception.ros.perception_node", NAMESPACE, {}, str(params_file))
     topics = "[" + ",".join(f"{NAMESPACE}/{t}" for t in RECORDED) + "]"
-    recorder = NodeProcess("seg_perception.ros.bag_recorder", "/", {"bag": str(recorded), "topics": topics,
-                                                                    "use_sim_time": True})
+    recorder = NodeProcess(
+        "seg_perception.ros.bag_recorder", "/", {"bag": str(recorded), "topics": topics, "use_sim_time": True}
+    )
     client = GraphClient("demo_monitor")
     player = None
     started = time.monotonic()
@@ -97,8 +98,14 @@ def run_demo(out: Path, frames: int, seed: int, params: dict[str, Any], rate: fl
         client.subscribe(Image, f"{NAMESPACE}/panoptic/panoptic_map", depth=100)
         # Play only once the node listens and the recorder hears every output.
         wanted = [f"{NAMESPACE}/{t}" for t in RECORDED if t != "instance/detections"]  # vision_msgs is optional
-        client.wait_for(lambda: node.proc.poll() is not None or recorder.proc.poll() is not None
-                        or all(client.node.count_subscribers(t) >= 1 for t in wanted), 180)
+        client.wait_for(
+            lambda: (
+                node.proc.poll() is not None
+                or recorder.proc.poll() is not None
+                or all(client.node.count_subscribers(t) >= 1 for t in wanted)
+            ),
+            180,
+        )
         missing = [t for t in wanted if client.node.count_subscribers(t) < 1]
         if node.proc.poll() is not None or recorder.proc.poll() is not None or missing:
             failure = f"the graph did not come up (no subscriber on {missing})"
@@ -106,11 +113,21 @@ def run_demo(out: Path, frames: int, seed: int, params: dict[str, Any], rate: fl
             print(f"demo: playing {bag.name} at {rate:g}x real time")
             # The player stays up after the last frame, so /clock keeps running for the node's
             # timers (/diagnostics) while the last frames are still being processed.
-            player = NodeProcess("seg_perception.ros.bag_player", "/", {
-                "bag": str(bag), "rate": rate, "topics": f"[{CAMERA_TOPIC}]", "exit_when_done": False,
-                "wait_for_subscribers": f"[{CAMERA_TOPIC}]", "wait_timeout": 120.0})
-            if not client.wait_for(lambda: "played " in player.output or player.proc.poll() is not None,
-                                   frames / FPS / rate + 180):
+            player = NodeProcess(
+                "seg_perception.ros.bag_player",
+                "/",
+                {
+                    "bag": str(bag),
+                    "rate": rate,
+                    "topics": f"[{CAMERA_TOPIC}]",
+                    "exit_when_done": False,
+                    "wait_for_subscribers": f"[{CAMERA_TOPIC}]",
+                    "wait_timeout": 120.0,
+                },
+            )
+            if not client.wait_for(
+                lambda: "played " in player.output or player.proc.poll() is not None, frames / FPS / rate + 180
+            ):
                 failure = "bag_player did not finish"
             elif player.proc.poll() is not None:
                 failure = "bag_player failed"
@@ -128,8 +145,10 @@ def run_demo(out: Path, frames: int, seed: int, params: dict[str, Any], rate: fl
         node_code = node.stop()
         params_file.unlink(missing_ok=True)
         log = out / "node.log"
-        log.write_text(f"--- perception_node ---\n{node.output}\n--- bag_recorder ---\n{recorder.output}\n"
-                       f"--- bag_player ---\n{player_log}")
+        log.write_text(
+            f"--- perception_node ---\n{node.output}\n--- bag_recorder ---\n{recorder.output}\n"
+            f"--- bag_player ---\n{player_log}"
+        )
     if not failure and (recorder_code != 0 or node_code != 0):
         failure = f"a node exited with an error (perception_node {node_code}, bag_recorder {recorder_code})"
     if failure:
@@ -176,8 +195,16 @@ def _label(img: np.ndarray, text: str) -> np.ndarray:
     out = np.ascontiguousarray(img)
     scale = out.shape[0] / 720
     cv2.rectangle(out, (0, 0), (int((14 * len(text) + 20) * scale), int(40 * scale)), (0, 0, 0), -1)
-    cv2.putText(out, text, (int(10 * scale), int(29 * scale)), cv2.FONT_HERSHEY_SIMPLEX, 0.9 * scale, (255, 255, 255),
-                max(1, round(2 * scale)), cv2.LINE_AA)
+    cv2.putText(
+        out,
+        text,
+        (int(10 * scale), int(29 * scale)),
+        cv2.FONT_HERSHEY_SIMPLEX,
+        0.9 * scale,
+        (255, 255, 255),
+        max(1, round(2 * scale)),
+        cv2.LINE_AA,
+    )
     return out
 
 
@@ -190,8 +217,15 @@ def _panels(camera: np.ndarray, overlays: dict[str, Any], title: str) -> list[np
     return panels
 
 
-def _report(out: Path, bag: Path, recorded: Path, params: dict[str, Any], rate: float, diagnostics: dict[str, str],
-            wall_s: float) -> int:
+def _report(
+    out: Path,
+    bag: Path,
+    recorded: Path,
+    params: dict[str, Any],
+    rate: float,
+    diagnostics: dict[str, str],
+    wall_s: float,
+) -> int:
     outputs = _read_topics(recorded, {f"{NAMESPACE}/{t}" for t in PANELS})
     inputs = _read_topics(bag, {CAMERA_TOPIC})
     stamps = sorted(outputs[f"{NAMESPACE}/semantic/overlay"])
@@ -205,7 +239,9 @@ def _report(out: Path, bag: Path, recorded: Path, params: dict[str, Any], rate: 
     pngs = []
     for i, stamp in enumerate(stamps):
         camera = to_rgb(decode_image(inputs[CAMERA_TOPIC][stamp]))
-        panels = _panels(camera, {t: outputs[f"{NAMESPACE}/{t}"].get(stamp) for t in PANELS}, f"camera t={stamp / 1e9:.1f}")
+        panels = _panels(
+            camera, {t: outputs[f"{NAMESPACE}/{t}"].get(stamp) for t in PANELS}, f"camera t={stamp / 1e9:.1f}"
+        )
         grid = np.vstack([np.hstack(panels[:2]), np.hstack(panels[2:])])
         video.write(cv2.cvtColor(cv2.resize(grid, (width, height), interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2BGR))
         if i in png_frames:
@@ -222,14 +258,16 @@ def _report(out: Path, bag: Path, recorded: Path, params: dict[str, Any], rate: 
         "frames_with_outputs": len(stamps),
         "rate": rate,
         "wall_s": round(wall_s, 1),
-        "checkpoints": {m: params.get(f"{m}.checkpoint") or "untrained (no checkpoint configured)"
-                        for m in ("semantic", "instance")},
+        "checkpoints": {
+            m: params.get(f"{m}.checkpoint") or "untrained (no checkpoint configured)" for m in ("semantic", "instance")
+        },
         "node_diagnostics": diagnostics,
         "metrics": metrics,
     }
     (out / "metrics.json").write_text(json.dumps(jsonable(report), indent=1) + "\n")
     md = [
-        "# seg_perception demo", "",
+        "# seg_perception demo",
+        "",
         f"- drive: `{bag}` ({played} frames {width}x{height} at {FPS:g} Hz), played at {rate:g}x real time",
         "- graph: bag_player -> perception_node -> bag_recorder, separate processes over Fast DDS, use_sim_time",
         f"- frames with outputs: {len(stamps)} of {played}; the others were skipped by the node, which keeps only "
@@ -238,17 +276,25 @@ def _report(out: Path, bag: Path, recorded: Path, params: dict[str, Any], rate: 
         f"p95 {diagnostics.get('latency_p95_ms', '?')} ms (x{1 / rate:g} in wall time at this rate), from its "
         "last /diagnostics",
         *[f"- {m} checkpoint: {c}" for m, c in report["checkpoints"].items()],
-        "", "```", format_report(metrics), "```",
+        "",
+        "```",
+        format_report(metrics),
+        "```",
     ]
     (out / "metrics.md").write_text("\n".join(md) + "\n")
     sem = metrics.get("semantic", {})
-    print(f"demo: {len(stamps)} of {played} frames segmented; mIoU {100 * sem.get('mIoU', float('nan')):.1f} %, "
-          f"pixel accuracy {100 * sem.get('pixel_accuracy', float('nan')):.1f} %"
-          + (f", instance AP50 {100 * metrics['instance']['cityscapes']['AP50']:.1f} %" if "instance" in metrics else "")
-          + (f", PQ {100 * metrics['panoptic']['All']['pq']:.1f} %" if "panoptic" in metrics else ""))
+    print(
+        f"demo: {len(stamps)} of {played} frames segmented; mIoU {100 * sem.get('mIoU', float('nan')):.1f} %, "
+        f"pixel accuracy {100 * sem.get('pixel_accuracy', float('nan')):.1f} %"
+        + (f", instance AP50 {100 * metrics['instance']['cityscapes']['AP50']:.1f} %" if "instance" in metrics else "")
+        + (f", PQ {100 * metrics['panoptic']['All']['pq']:.1f} %" if "panoptic" in metrics else "")
+    )
     if not params.get("instance.checkpoint"):
-        print("demo: NOTE no instance checkpoint is configured: instance and panoptic things are from untrained "
-              "weights")
-    print(f"demo: wrote {video_path.name}, {len(pngs)} PNGs ({', '.join(p.name for p in pngs)}), metrics.json, "
-          f"metrics.md, node.log and the recorded outputs_bag/ to {out}/")
+        print(
+            "demo: NOTE no instance checkpoint is configured: instance and panoptic things are from untrained weights"
+        )
+    print(
+        f"demo: wrote {video_path.name}, {len(pngs)} PNGs ({', '.join(p.name for p in pngs)}), metrics.json, "
+        f"metrics.md, node.log and the recorded outputs_bag/ to {out}/"
+    )
     return 0

@@ -21,6 +21,7 @@ from std_msgs.msg import Header
 
 from seg_perception.resources import import_root
 
+
 def node_env() -> dict[str, str]:
     """Environment for a node process: ours, with this package importable from a checkout."""
     env = dict(os.environ)
@@ -44,9 +45,7 @@ def node_command(module: str, namespace: str, params: dict[str, Any], params_fil
 class NodeProcess:
     """A node executable running in its own process; stopped with SIGINT like Ctrl-C."""
 
-    def __init__(
-        self, module: str, namespace: str, params: dict[str, Any], params_file: str | None = None
-    ) -> None:
+    def __init__(self, module: str, namespace: str, params: dict[str, Any], params_file: str | None = None) -> None:
         self._start(node_command(module, namespace, params, params_file), node_env())
 
     @classmethod
@@ -57,8 +56,9 @@ class NodeProcess:
         return node
 
     def _start(self, command: list[str], env: dict[str, str], cwd: str | os.PathLike | None = None) -> None:
-        self.proc = subprocess.Popen(command, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     text=True)
+        self.proc = subprocess.Popen(
+            command, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
         self._lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()

@@ -41,8 +41,8 @@ from sensor_msgs.msg import Image
 from seg_perception.apps.bench import Case, _summary, camera_message, run_cases, semantic_case, write_report
 from seg_perception.config.records import SemanticModelConfig, node_defaults
 from seg_perception.pipeline.semantic import SemanticSegmenter
-from seg_perception.synthetic.scenes import generate_frame
 from seg_perception.ros.tools.harness import GraphClient, NodeProcess
+from seg_perception.synthetic.scenes import generate_frame
 
 NAMESPACE = "/latency_bench"
 NODE_MODULE = "seg_perception.ros.semantic_node"
@@ -164,8 +164,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     model_ms = reference["model_only"]["p50_ms"]
     core_ms = reference["end_to_end"]["p50_ms"]
     paced_ms = reference["end_to_end_paced"]["p50_ms"]
-    print(f"in core: model only p50 {model_ms:.1f} ms, end to end p50 {core_ms:.1f} ms "
-          f"({paced_ms:.1f} ms paced like the serial frames)")
+    print(
+        f"in core: model only p50 {model_ms:.1f} ms, end to end p50 {core_ms:.1f} ms "
+        f"({paced_ms:.1f} ms paced like the serial frames)"
+    )
 
     node = NodeProcess(NODE_MODULE, NAMESPACE, node_params)
     client = GraphClient("latency_bench_camera")
@@ -183,7 +185,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             raise RuntimeError(f"node did not subscribe: {node.output[-2000:]}")
         deadline = time.monotonic() + 120  # warm-up: until class maps come back
         while time.monotonic() < deadline:
-            if camera.wait_arrival(camera.publish("warmup"), 2.0) is not None and len(camera.latencies_ms("warmup")) >= 5:
+            if (
+                camera.wait_arrival(camera.publish("warmup"), 2.0) is not None
+                and len(camera.latencies_ms("warmup")) >= 5
+            ):
                 break
         else:
             raise RuntimeError(f"no class maps from the node: {node.output[-2000:]}")
@@ -209,10 +214,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "extra_vs_hot_core_ms_p50": round_trip["p50_ms"] - core_ms,
             }
             s = report["serial"]
-            print(f"serial: round trip p50 {round_trip['p50_ms']:.1f} ms (p95 {round_trip['p95_ms']:.1f}); node "
-                  f"p50 {node_p50:.1f} ms; extra DDS cost p50 {s['extra_dds_ms_p50']:.1f} ms "
-                  f"(in {s['inbound_ms_p50']:.1f} + out {s['outbound_ms_p50']:.1f}; "
-                  f"{s['extra_vs_hot_core_ms_p50']:.1f} ms against the back-to-back core)")
+            print(
+                f"serial: round trip p50 {round_trip['p50_ms']:.1f} ms (p95 {round_trip['p95_ms']:.1f}); node "
+                f"p50 {node_p50:.1f} ms; extra DDS cost p50 {s['extra_dds_ms_p50']:.1f} ms "
+                f"(in {s['inbound_ms_p50']:.1f} + out {s['outbound_ms_p50']:.1f}; "
+                f"{s['extra_vs_hot_core_ms_p50']:.1f} ms against the back-to-back core)"
+            )
 
         if not args.skip_overload:
             report["overload"] = overload(camera, node, args, core_ms, model_ms)
@@ -224,7 +231,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return report
 
 
-def overload(camera: Camera, node: NodeProcess, args: argparse.Namespace, core_ms: float, model_ms: float) -> dict[str, Any]:
+def overload(
+    camera: Camera, node: NodeProcess, args: argparse.Namespace, core_ms: float, model_ms: float
+) -> dict[str, Any]:
     rate = args.overload * 1000.0 / core_ms
     period = 1.0 / rate
     before = camera.latest_diagnostics(after=time.monotonic())
@@ -276,12 +285,14 @@ def overload(camera: Camera, node: NodeProcess, args: argparse.Namespace, core_m
     }
     here = result["latency_measured_here"]
     result["p99_meets_target"] = bool(here and here["p99_ms"] < result["target_p99_ms"])
-    print(f"overload: camera {result['sent_rate_hz']:.1f} Hz for {elapsed:.0f} s (target {rate:.1f} Hz), node "
-          f"processed {processed} ({result['processed_rate_hz']:.1f} Hz), skipped {dropped}, lost in transport "
-          f"{result['lost_in_transport']}; latency p50/p95/p99 here "
-          + (f"{here['p50_ms']:.1f}/{here['p95_ms']:.1f}/{here['p99_ms']:.1f} ms" if here else "n/a")
-          + f", node p99 {result['node_latency_ms']['p99']:.1f} ms; target p99 < {2 * model_ms:.1f} ms; "
-          f"RSS start/end/max {rss_kb[0] / 1024:.0f}/{rss_kb[-1] / 1024:.0f}/{max(rss_kb) / 1024:.0f} MiB")
+    print(
+        f"overload: camera {result['sent_rate_hz']:.1f} Hz for {elapsed:.0f} s (target {rate:.1f} Hz), node "
+        f"processed {processed} ({result['processed_rate_hz']:.1f} Hz), skipped {dropped}, lost in transport "
+        f"{result['lost_in_transport']}; latency p50/p95/p99 here "
+        + (f"{here['p50_ms']:.1f}/{here['p95_ms']:.1f}/{here['p99_ms']:.1f} ms" if here else "n/a")
+        + f", node p99 {result['node_latency_ms']['p99']:.1f} ms; target p99 < {2 * model_ms:.1f} ms; "
+        f"RSS start/end/max {rss_kb[0] / 1024:.0f}/{rss_kb[-1] / 1024:.0f}/{max(rss_kb) / 1024:.0f} MiB"
+    )
     return result
 
 
@@ -297,8 +308,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rss-period", type=float, default=5.0)
     parser.add_argument("--skip-serial", action="store_true")
     parser.add_argument("--skip-overload", action="store_true")
-    parser.add_argument("-p", "--param", action="append", metavar="KEY=VALUE",
-                        help="node parameter, also used for the in-core reference (default: config/semantic.yaml)")
+    parser.add_argument(
+        "-p",
+        "--param",
+        action="append",
+        metavar="KEY=VALUE",
+        help="node parameter, also used for the in-core reference (default: config/semantic.yaml)",
+    )
     parser.add_argument("--json", default="out/bench/latency_dds.json")
     args = parser.parse_args(argv)
     os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(40, 99)))

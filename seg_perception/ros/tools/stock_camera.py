@@ -29,8 +29,12 @@ def stock_camera_command(**options: object) -> list[str]:
 def stock_environment(env: dict[str, str] | None = None) -> dict[str, str]:
     """``env`` (default: this process's) without any Fast DDS profile: a camera we do not configure."""
     env = dict(os.environ if env is None else env)
-    for var in ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE", "FASTDDS_BUILTIN_TRANSPORTS",
-                "RMW_FASTRTPS_USE_QOS_FROM_XML"):
+    for var in (
+        "FASTDDS_DEFAULT_PROFILES_FILE",
+        "FASTRTPS_DEFAULT_PROFILES_FILE",
+        "FASTDDS_BUILTIN_TRANSPORTS",
+        "RMW_FASTRTPS_USE_QOS_FROM_XML",
+    ):
         env.pop(var, None)
     return env
 
@@ -83,8 +87,12 @@ def main() -> int:
         time.sleep(1.0)  # let a reliable writer finish repairs before the participant goes
     except KeyboardInterrupt:  # stopped early (SIGINT), like a driver
         elapsed = time.monotonic() - start
-    print(json.dumps({"sent": len(stamps), "seconds": elapsed, "subscribers": pub.get_subscription_count(),
-                      "stamps": stamps}), flush=True)
+    print(
+        json.dumps(
+            {"sent": len(stamps), "seconds": elapsed, "subscribers": pub.get_subscription_count(), "stamps": stamps}
+        ),
+        flush=True,
+    )
     node.destroy_node()
     rclpy.shutdown()
     return 0

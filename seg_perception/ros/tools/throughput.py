@@ -21,16 +21,15 @@ import json
 import os
 import random
 import time
-
-import numpy as np
 from typing import Any
 
+import numpy as np
 from sensor_msgs.msg import Image
 
 from seg_perception.apps.bench import write_report
-from seg_perception.synthetic.scenes import generate_frame
-from seg_perception.ros.tools.harness import GraphClient, NodeProcess
 from seg_perception.ros.messages import image_msg
+from seg_perception.ros.tools.harness import GraphClient, NodeProcess
+from seg_perception.synthetic.scenes import generate_frame
 
 SIZE = {"input_height": 256, "input_width": 512, "device": "cpu"}
 
@@ -60,13 +59,21 @@ def _run(nodes: list[tuple[str, dict[str, Any]]], outputs: list[str], seconds: f
             time.sleep(1.0 / rate)
         time.sleep(3.0)
         stamps = [
-            {(m.header.stamp.sec, m.header.stamp.nanosec) for m in client.messages(f"{ns}/{t}") if m.header.frame_id == "load"}
+            {
+                (m.header.stamp.sec, m.header.stamp.nanosec)
+                for m in client.messages(f"{ns}/{t}")
+                if m.header.frame_id == "load"
+            }
             for t in outputs
         ]
         complete = set.intersection(*stamps)
         per_output = {t: round(len(st) / seconds, 2) for t, st in zip(outputs, stamps)}
-        return {"sent": sent, "complete_frames": len(complete), "frames_per_s": len(complete) / seconds,
-                "per_output_frames_per_s": per_output}
+        return {
+            "sent": sent,
+            "complete_frames": len(complete),
+            "frames_per_s": len(complete) / seconds,
+            "per_output_frames_per_s": per_output,
+        }
     finally:
         client.close()
         for p in procs:
@@ -110,10 +117,15 @@ def _run_cameras(
             per_camera[cam] = round(len(got) / seconds, 2)
             latencies += [t + offset - (m.header.stamp.sec + m.header.stamp.nanosec * 1e-9) for t, m in got]
         lat_ms = np.asarray(latencies) * 1e3
-        pct = {f"latency_p{q}_ms": round(float(np.percentile(lat_ms, q)), 1) if lat_ms.size else None
-               for q in (50, 95)}
-        return {"nodes": len(procs), "sent": sent, "frames": len(latencies),
-                "frames_per_s": round(len(latencies) / seconds, 2), **pct, "per_camera_frames_per_s": per_camera}
+        pct = {f"latency_p{q}_ms": round(float(np.percentile(lat_ms, q)), 1) if lat_ms.size else None for q in (50, 95)}
+        return {
+            "nodes": len(procs),
+            "sent": sent,
+            "frames": len(latencies),
+            "frames_per_s": round(len(latencies) / seconds, 2),
+            **pct,
+            "per_camera_frames_per_s": per_camera,
+        }
     finally:
         client.close()
         for p in procs:
@@ -128,9 +140,15 @@ def _cameras_report(count: int, seconds: float, rate: float) -> dict[str, Any]:
     single = _run_cameras([(t, SIZE) for t in topics], topics, seconds, rate)
     unbatched = _run_cameras([(ns, {**SIZE, "cameras": names, "max_batch": 1})], topics, seconds, rate)
     return {
-        "cameras": count, "camera": "1280x720 rgb8", "rate_per_camera_hz": rate, "seconds": seconds,
-        "input": SIZE, "cpu_count": os.cpu_count(),
-        "batched_one_node": batched, "single_camera_nodes": single, "one_node_max_batch_1": unbatched,
+        "cameras": count,
+        "camera": "1280x720 rgb8",
+        "rate_per_camera_hz": rate,
+        "seconds": seconds,
+        "input": SIZE,
+        "cpu_count": os.cpu_count(),
+        "batched_one_node": batched,
+        "single_camera_nodes": single,
+        "one_node_max_batch_1": unbatched,
     }
 
 
@@ -138,25 +156,46 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--rate", type=float, default=10.0, help="frames/s (per camera with --cameras)")
-    parser.add_argument("--cameras", type=int, default=0,
-                        help="N > 0: compare one batched node, N single-camera nodes and max_batch 1 on N cameras")
+    parser.add_argument(
+        "--cameras",
+        type=int,
+        default=0,
+        help="N > 0: compare one batched node, N single-camera nodes and max_batch 1 on N cameras",
+    )
     parser.add_argument("--json", default=None, help="output file (default out/bench/<benchmark>.json)")
     args = parser.parse_args(argv)
     os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(40, 99)))
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     if args.cameras > 0:
-        _write(_cameras_report(args.cameras, args.seconds, args.rate),
-               args.json or f"out/bench/multicamera_{args.cameras}.json")
+        _write(
+            _cameras_report(args.cameras, args.seconds, args.rate),
+            args.json or f"out/bench/multicamera_{args.cameras}.json",
+        )
         return 0
     combined = _run(
-        [("seg_perception.ros.perception_node",
-          {**{f"semantic.{k}": v for k, v in SIZE.items()}, **{f"instance.{k}": v for k, v in SIZE.items()}})],
-        ["semantic/class_map", "instance/instance_map", "panoptic/panoptic_map"], args.seconds, args.rate)
+        [
+            (
+                "seg_perception.ros.perception_node",
+                {**{f"semantic.{k}": v for k, v in SIZE.items()}, **{f"instance.{k}": v for k, v in SIZE.items()}},
+            )
+        ],
+        ["semantic/class_map", "instance/instance_map", "panoptic/panoptic_map"],
+        args.seconds,
+        args.rate,
+    )
     separate = _run(
         [("seg_perception.ros.semantic_node", SIZE), ("seg_perception.ros.instance_node", SIZE)],
-        ["semantic/class_map", "instance/instance_map"], args.seconds, args.rate)
-    report = {"combined": combined, "separate": separate, "input": SIZE, "camera": "1280x720 rgb8",
-              "ratio": combined["frames_per_s"] / max(separate["frames_per_s"], 1e-9)}
+        ["semantic/class_map", "instance/instance_map"],
+        args.seconds,
+        args.rate,
+    )
+    report = {
+        "combined": combined,
+        "separate": separate,
+        "input": SIZE,
+        "camera": "1280x720 rgb8",
+        "ratio": combined["frames_per_s"] / max(separate["frames_per_s"], 1e-9),
+    }
     _write(report, args.json or "out/bench/combined_vs_separate.json")
     return 0
 

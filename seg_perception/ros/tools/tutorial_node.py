@@ -32,8 +32,9 @@ def main() -> int:
 
     checkpoint = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
     state = checkpoint.get("model", checkpoint)
-    model = deeplabv3_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=19,
-                                         aux_loss=any(k.startswith("aux_classifier") for k in state))
+    model = deeplabv3_mobilenet_v3_large(
+        weights=None, weights_backbone=None, num_classes=19, aux_loss=any(k.startswith("aux_classifier") for k in state)
+    )
     model.load_state_dict({k: v.float() for k, v in state.items()})
     model.eval()
     mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
