@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 OUT ?= out/demo
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-fast bench clean
+.PHONY: setup demo lint test test-fast bench clean
 
 setup: $(STAMP)
 
@@ -22,10 +22,18 @@ $(STAMP): requirements.txt requirements-dev.txt requirements-accel.txt constrain
 demo: $(STAMP)
 	$(VENV)/bin/seg-perception demo --out $(OUT)
 
-test: $(STAMP)
+# The quality gate: formatting, lint, types (pyproject.toml) and the layer contracts.
+LINTED := seg_perception test launch setup.py
+lint: $(STAMP)
+	$(VENV)/bin/ruff format --check $(LINTED)
+	$(VENV)/bin/ruff check $(LINTED)
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+test: lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-test-fast: $(STAMP)
+test-fast: lint
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 bench: $(STAMP)

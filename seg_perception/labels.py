@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import yaml
 
 from seg_perception.errors import ConfigError
@@ -55,21 +57,21 @@ class LabelSet:
     def thing_classes(self) -> tuple[Label, ...]:
         return tuple(c for c in self.classes if c.has_instances)
 
-    def palette(self) -> np.ndarray:
+    def palette(self) -> npt.NDArray[np.uint8]:
         """(256, 3) uint8 RGB colours indexed by train id; unknown and ignore ids are black."""
         lut = np.zeros((256, 3), np.uint8)
         for c in self.classes:
             lut[c.train_id] = c.color
         return lut
 
-    def train_to_label_id(self) -> np.ndarray:
+    def train_to_label_id(self) -> npt.NDArray[np.uint8]:
         """(256,) uint8 lookup: train id -> label id (ignore -> 0, 'unlabeled')."""
         lut = np.zeros(256, np.uint8)
         for c in self.classes:
             lut[c.train_id] = c.id
         return lut
 
-    def label_to_train_id(self) -> np.ndarray:
+    def label_to_train_id(self) -> npt.NDArray[np.uint8]:
         """(256,) uint8 lookup: label id -> train id (labels not trained -> ignore)."""
         lut = np.full(256, self.ignore_train_id, np.uint8)
         for lab in self.labels:
@@ -84,6 +86,12 @@ class LabelSet:
         raise ConfigError(f"label set {self.name!r} has no label {name!r}")
 
 
+def _rgb(colour: Any) -> tuple[int, int, int]:
+    """A label's ``[r, g, b]`` entry; ValueError unless it has exactly three values."""
+    red, green, blue = (int(v) for v in colour)
+    return red, green, blue
+
+
 def load_label_set(name_or_path: str | Path = "cityscapes") -> LabelSet:
     """Load ``config/labels/<name>.yaml`` or a YAML file path."""
     path = config_yaml(name_or_path, "labels", "label set")
@@ -91,7 +99,7 @@ def load_label_set(name_or_path: str | Path = "cityscapes") -> LabelSet:
         raw = yaml.safe_load(path.read_text())
         ignore = int(raw.get("ignore_train_id", IGNORE))
         labels = tuple(
-            Label(str(n), int(i), int(t), str(cat), bool(inst), bool(ign), tuple(int(v) for v in col))
+            Label(str(n), int(i), int(t), str(cat), bool(inst), bool(ign), _rgb(col))
             for n, i, t, cat, inst, ign, col in raw["labels"]
         )
     except (yaml.YAMLError, KeyError, TypeError, ValueError) as err:

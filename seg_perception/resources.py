@@ -29,6 +29,7 @@ def share_dir() -> Path:
 
         return Path(get_package_share_directory(PACKAGE))
     except Exception:
+        # Broad on purpose: no ament_index_python, no ament environment or no such package: the error below says it.
         pass
     raise FileNotFoundError(
         f"cannot find the {PACKAGE} data files (config/, launch/, engines/) beside {here} or in an ament install"

@@ -5,8 +5,16 @@ from __future__ import annotations
 
 import os
 import random
+from pathlib import Path
 
-# Isolate from any other ROS graph on the machine before rclpy is imported anywhere.
+import pytest
+import torch
+
+from seg_perception.config.records import node_defaults
+from seg_perception.models.semantic import build_semantic_model
+
+# Isolate from any other ROS graph on the machine before rclpy is imported anywhere (pytest
+# loads this file before any test module; nothing imported above loads rclpy).
 os.environ["ROS_DOMAIN_ID"] = str(random.Random(os.getpid()).randint(30, 99))
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
@@ -14,14 +22,6 @@ os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
 # like a stock camera driver and RViz. Node processes pick their own (ros/transport.py).
 for _var in ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE"):
     os.environ.pop(_var, None)
-
-from pathlib import Path  # noqa: E402
-
-import pytest  # noqa: E402
-import torch  # noqa: E402
-
-from seg_perception.config.records import node_defaults  # noqa: E402
-from seg_perception.models.semantic import build_semantic_model  # noqa: E402
 
 SMALL = {"input_height": 128, "input_width": 256, "backend": "torch", "device": "cpu"}
 

@@ -6,7 +6,7 @@ For each case (a model on one backend):
   instance model: ``InstanceSegmenter.detect``);
 * **end to end** = everything a node does between receiving a message and publishing:
   ``sensor_msgs/Image`` rgb8 message -> :func:`decode_image` -> ``segment`` -> output
-  ``sensor_msgs/Image`` messages built by :func:`seg_perception.ros.messages.image_msg` (the
+  ``sensor_msgs/Image`` messages built by :func:`seg_perception.io.image_messages.build_image_message` (the
   node's own functions; without ROS message packages, :func:`encode_image`);
 * **throughput** = frames per second of the end-to-end loop, one camera, serial.
 
@@ -29,21 +29,27 @@ machine. Warm-up runs are excluded. DDS transport is measured by ``python -m seg
 from __future__ import annotations
 
 import array
-import json
 import os
-import platform
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import torch
 
-from seg_perception.config.records import SemanticModelConfig
-from seg_perception.io.image import decode_image, encode_image
+from seg_perception.apps.timing import (
+    Case,
+    _output_encoder,
+    _ros_messages,
+    camera_message,
+    machine,
+    run_cases,
+    write_report,
+)
+from seg_perception.config.records import InstanceModelConfig, SemanticModelConfig
+from seg_perception.io.image import decode_image
 from seg_perception.pipeline.semantic import SemanticSegmenter
 
 SEMANTIC_BACKENDS = ("torch", "onnxruntime", "onnxruntime-int8")
@@ -52,123 +58,7 @@ BENCH_DIR = Path("out/bench")  # exported graphs the bench makes for itself (git
 
 # ----------------------------------------------------------------------------- messages
 
-
-def _ros_messages() -> tuple[Any, Any, Any] | None:
-    """(Image, Header, image_msg) where the ROS message packages are importable, else None."""
-    try:
-        from sensor_msgs.msg import Image
-        from std_msgs.msg import Header
-
-        from seg_perception.ros.messages import image_msg
-    except ImportError:
-        return None
-    return Image, Header, image_msg
-
-
-def camera_message(pixels: np.ndarray, frame_id: str = "camera") -> Any:
-    """An rgb8 ``sensor_msgs/Image`` as a subscription callback receives it (``data`` an
-    ``array.array('B')``), or a duck-typed stand-in without ROS."""
-    height, width = pixels.shape[:2]
-    data = array.array("B")
-    data.frombytes(np.ascontiguousarray(pixels).tobytes())
-    ros = _ros_messages()
-    if ros is None:
-        header = SimpleNamespace(frame_id=frame_id, stamp=SimpleNamespace(sec=0, nanosec=0))
-        return SimpleNamespace(
-            header=header, encoding="rgb8", height=height, width=width, step=width * 3, is_bigendian=0, data=data
-        )
-    image_cls, header_cls, _ = ros
-    return image_cls(
-        header=header_cls(frame_id=frame_id),
-        encoding="rgb8",
-        height=height,
-        width=width,
-        step=width * 3,
-        is_bigendian=0,
-        data=data,
-    )
-
-
-def fake_rgb8_message(width: int, height: int, seed: int = 0) -> SimpleNamespace:
-    """A random-pixel rgb8 Image-like message (the core decodes messages duck-typed)."""
-    pixels = np.random.default_rng(seed).integers(0, 256, (height, width, 3), np.uint8)
-    return SimpleNamespace(
-        encoding="rgb8", height=height, width=width, step=width * 3, is_bigendian=0, data=pixels.tobytes()
-    )
-
-
-def _output_encoder() -> Callable[[np.ndarray, Any, str], Any]:
-    """How the node turns an output array into a message: ``image_msg`` (or encode_image)."""
-    ros = _ros_messages()
-    if ros is not None:
-        return ros[2]
-    return lambda pixels, header, encoding: encode_image(pixels, encoding)
-
-
 # ----------------------------------------------------------------------------- timing
-
-
-def _summary(ms: Sequence[float]) -> dict[str, float]:
-    a = np.asarray(ms, dtype=np.float64)
-    p50, p95, p99 = np.percentile(a, (50, 95, 99))
-    return {
-        "mean_ms": float(a.mean()),
-        "p50_ms": float(p50),
-        "p95_ms": float(p95),
-        "p99_ms": float(p99),
-        "min_ms": float(a.min()),
-        "max_ms": float(a.max()),
-    }
-
-
-@dataclass
-class Case:
-    """One row of the table: a model-only and an end-to-end function, timed interleaved."""
-
-    name: str
-    info: dict[str, Any]
-    model_only: Callable[[], object]
-    end_to_end: Callable[[], object]
-    samples: dict[str, list[float]] = field(default_factory=lambda: {"model_only": [], "end_to_end": []})
-
-    def report(self) -> dict[str, Any]:
-        model, e2e = _summary(self.samples["model_only"]), _summary(self.samples["end_to_end"])
-        return {
-            "name": self.name,
-            **self.info,
-            "model_only": model,
-            "end_to_end": e2e,
-            "throughput_fps": 1000.0 / e2e["mean_ms"],
-            "overhead_ratio_p50": e2e["p50_ms"] / model["p50_ms"],
-        }
-
-
-def run_cases(cases: Sequence[Case], iterations: int, warmup: int, block: int = 5) -> None:
-    """Warm every case up, then time ``iterations`` of each, in blocks of ``block``
-    iterations taken case after case (model only and end to end alternate within a block).
-
-    Blocks keep the comparison fair on a shared machine (load from other processes hits
-    every case alike) without letting one backend's thread pool disturb another's: torch
-    (OpenMP) and ONNX Runtime threads spin for a while after their work, so each block
-    starts with one untimed run that lets the previous case's threads go to sleep.
-    """
-    for case in cases:
-        for _ in range(warmup):
-            case.model_only()
-            case.end_to_end()
-    done = 0
-    while done < iterations:
-        n = min(block, iterations - done)
-        for case in cases:
-            case.end_to_end()  # untimed: settles the thread pools after the previous case
-            for _ in range(n):
-                for key in ("model_only", "end_to_end"):
-                    fn = getattr(case, key)
-                    t0 = time.perf_counter()
-                    fn()
-                    case.samples[key].append((time.perf_counter() - t0) * 1e3)
-        done += n
-
 
 # ----------------------------------------------------------------------------- cases
 
@@ -176,8 +66,7 @@ def run_cases(cases: Sequence[Case], iterations: int, warmup: int, block: int = 
 def _semantic_segmenter(config: SemanticModelConfig, spec: str, int8_onnx: str | None) -> SemanticSegmenter:
     """The segmenter of one backend spec: torch, onnxruntime (fp32) or onnxruntime-int8."""
     from seg_perception.errors import BackendError
-    from seg_perception.export.engine_build import artifact_paths
-    from seg_perception.export.onnx import onnx_metadata_matches
+    from seg_perception.inference.artifacts import artifact_paths, onnx_metadata_matches
     from seg_perception.inference.onnxruntime_backend import OnnxRuntimeSemanticBackend
     from seg_perception.labels import load_label_set
     from seg_perception.pipeline.semantic import _build_checked
@@ -230,19 +119,10 @@ def semantic_case(segmenter: SemanticSegmenter, msg: Any, confidence: bool) -> C
             out.append(encode(result.confidence, msg.header, "mono8"))
         return out
 
-    backend = segmenter.backend
-    cfg = segmenter.config
-    info = {
-        "model": cfg.model,
-        "backend": backend.name,
-        "device": backend.device,
-        "precision": backend.precision,
-        "input_size": [cfg.input_width, cfg.input_height],
-        "checkpoint": cfg.checkpoint or "untrained",
-    }
+    backend, cfg = segmenter.backend, segmenter.config
     return Case(
         f"{cfg.model} {backend.name} {backend.precision}",
-        info,
+        _case_info(cfg, backend),
         lambda: backend.run(batch, with_confidence=confidence),
         end_to_end,
     )
@@ -251,7 +131,7 @@ def semantic_case(segmenter: SemanticSegmenter, msg: Any, confidence: bool) -> C
 def naive_case(config: SemanticModelConfig, msg: Any) -> tuple[Case, Callable[[], np.ndarray]]:
     """The naive baseline on the same weights; also returns a function giving its class map."""
     import cv2
-    import torch.nn.functional as F
+    from torch.nn import functional
 
     from seg_perception.labels import load_label_set
     from seg_perception.models.semantic import IMAGENET_MEAN, IMAGENET_STD
@@ -266,7 +146,7 @@ def naive_case(config: SemanticModelConfig, msg: Any) -> tuple[Case, Callable[[]
     def to_tensor() -> tuple[torch.Tensor, int, int]:
         h, w = int(msg.height), int(msg.width)
         img = np.frombuffer(msg.data, np.uint8).reshape(h, w, 3).copy()  # cv_bridge imgmsg_to_cv2
-        x = img.astype(np.float32) / 255.0
+        x: np.ndarray = img.astype(np.float32) / 255.0
         x = (x - mean) / std  # per-channel normalisation in numpy
         x = cv2.resize(x, size, interpolation=cv2.INTER_LINEAR)  # resize of the float image
         return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))[None], h, w
@@ -275,13 +155,14 @@ def naive_case(config: SemanticModelConfig, msg: Any) -> tuple[Case, Callable[[]
 
     def model_only() -> torch.Tensor:
         with torch.no_grad():
-            return model(small)["out"]
+            logits: torch.Tensor = model(small)["out"]
+            return logits
 
     def class_map() -> np.ndarray:
         x, h, w = to_tensor()
         with torch.no_grad():
             logits = model(x)["out"]
-            full = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)
+            full = functional.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)
             return full.argmax(1)[0].numpy().astype(np.uint8)
 
     def end_to_end() -> Any:
@@ -312,7 +193,6 @@ def naive_case(config: SemanticModelConfig, msg: Any) -> tuple[Case, Callable[[]
 
 
 def instance_case(params: dict[str, Any], msg: Any) -> Case:
-    from seg_perception.config.records import InstanceModelConfig
     from seg_perception.pipeline.factory import instance_from_config
     from seg_perception.pipeline.preprocess import resize_batch
 
@@ -326,7 +206,13 @@ def instance_case(params: dict[str, Any], msg: Any) -> Case:
         return encode(result.instance_map, msg.header, "mono16")
 
     backend = segmenter.backend  # backend auto: the ONNX Runtime split where exported, else torch
-    info = {
+    info = _case_info(config, backend)
+    return Case(f"{config.model} {backend.name} {backend.precision}", info, lambda: segmenter.detect(batch), end_to_end)
+
+
+def _case_info(config: SemanticModelConfig | InstanceModelConfig, backend: Any) -> dict[str, Any]:
+    """What a case ran: model, backend, device, precision, input size (W, H), checkpoint."""
+    return {
         "model": config.model,
         "backend": backend.name,
         "device": backend.device,
@@ -334,7 +220,6 @@ def instance_case(params: dict[str, Any], msg: Any) -> Case:
         "input_size": [config.input_width, config.input_height],
         "checkpoint": config.checkpoint or "untrained",
     }
-    return Case(f"{config.model} {backend.name} {backend.precision}", info, lambda: segmenter.detect(batch), end_to_end)
 
 
 # ----------------------------------------------------------------------------- command
@@ -357,7 +242,7 @@ def run_bench(
     """Benchmark the semantic core on ``backends`` (and the instance core with
     ``instance_params``) at ``width`` x ``height`` rgb8 frames; print a table, write JSON."""
     from seg_perception.errors import SegPerceptionError
-    from seg_perception.synthetic.scenes import generate_frame
+    from seg_perception.synthetic.frames import generate_frame
 
     load_start = os.getloadavg()
     config = SemanticModelConfig.from_params(params)
@@ -393,7 +278,9 @@ def run_bench(
         "iterations": iterations,
         "warmup": warmup,
         "with_confidence": confidence,
-        "output_messages": "sensor_msgs/Image via ros.messages.image_msg" if _ros_messages() else "encode_image",
+        "output_messages": "sensor_msgs/Image via io.image_messages.build_image_message"
+        if _ros_messages()
+        else "encode_image",
         "rows": rows,
         "skipped": skipped,
         "wall_s": time.monotonic() - t0,
@@ -406,21 +293,6 @@ def run_bench(
     if json_path:
         write_report(report, json_path)
     return report
-
-
-def write_report(report: dict[str, Any], path: str | Path) -> None:
-    """A benchmark's JSON report at ``path`` (folders made), and one line saying where."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(json.dumps(report, indent=2))
-    print(f"wrote {path}")
-
-
-def run_semantic_bench(
-    params: dict[str, Any], width: int, height: int, iterations: int, warmup: int, json_path: str | None
-) -> dict[str, Any]:
-    """The configured backend only (the previous command's behaviour)."""
-    spec = {"onnxruntime": "onnxruntime", "torch": "torch"}.get(str(params.get("backend")), "torch")
-    return run_bench(params, width, height, iterations, warmup, json_path, backends=(spec,))
 
 
 def _compare(
@@ -448,36 +320,15 @@ def _compare(
     return out
 
 
-def machine() -> dict[str, Any]:
-    """The machine a benchmark ran on: CPU, torch threads, versions, GPU."""
-    return {
-        "cpu": _cpu_name(),
-        "logical_cpus": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
-    }
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _print(report: dict[str, Any]) -> None:
-    frame = report["frame"]
+    frame, load = report["frame"], report["load_average"]
     print(
         f"\nframes {frame['width']}x{frame['height']} rgb8, {report['iterations']} iterations after "
-        f"{report['warmup']} warm-up (blocks of 5, interleaved), load average {report['load_average']['start'][0]:.2f} -> "
-        f"{report['load_average']['end'][0]:.2f}"
+        f"{report['warmup']} warm-up (blocks of 5, interleaved), load average {load['start'][0]:.2f} -> "
+        f"{load['end'][0]:.2f}"
     )
-    head = f"{'case':<52} {'input':>9}  {'model only p50/p95/p99 ms':>26}  {'end to end p50/p95/p99 ms':>26}  {'e2e/model':>9}  {'fps':>6}"
+    columns = ("model only p50/p95/p99 ms", "end to end p50/p95/p99 ms")
+    head = f"{'case':<52} {'input':>9}  {columns[0]:>26}  {columns[1]:>26}  {'e2e/model':>9}  {'fps':>6}"
     print(head)
     print("-" * len(head))
     for r in report["rows"]:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from rosbags.interfaces import Connection
 from rosbags.rosbag2 import Writer
 
 from seg_perception.errors import BagError, ImageError
@@ -146,7 +147,12 @@ def replay_bag(
 
 
 def _run(
-    reader: Any, writer: Writer, cameras: list, core: PerceptionCore, options: ReplayOptions, report: ReplayReport
+    reader: Any,
+    writer: Writer,
+    cameras: list[Connection],
+    core: PerceptionCore,
+    options: ReplayOptions,
+    report: ReplayReport,
 ) -> None:
     started = time.monotonic()
     outs = {c.id: _Camera(bags.camera_namespace(c.topic), _add_outputs(writer, c, core, options)) for c in cameras}
@@ -191,12 +197,12 @@ def _run(
     finally:
         progress.close()
         report.wall_s = time.monotonic() - started
-        if joiner is not None:
+        if joiner is not None and evaluator is not None:  # the joiner exists exactly with ground truth
             report.unpaired_frames = joiner.finish()
             if joiner.matched:
                 report.metrics = {
                     **evaluator.result(),
-                    "pred": report.output_bag,  # type: ignore[union-attr]
+                    "pred": report.output_bag,
                     "gt": report.input_bag,
                 }
 
@@ -216,7 +222,7 @@ def _decode(conn: Any, raw: bytes, report: ReplayReport) -> tuple[Any, DecodedIm
 
 
 def _process(
-    batch: list,
+    batch: list[tuple[Any, int, Any, DecodedImage]],
     outs: Mapping[int, _Camera],
     core: PerceptionCore,
     writer: Writer,

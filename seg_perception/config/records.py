@@ -16,13 +16,19 @@ from typing import Any
 
 import yaml
 
+from seg_perception.config.choices import (
+    BACKEND_CHOICES,
+    DEVICE_CHOICES,
+    ENGINE_POLICIES,
+    INPUT_RELIABILITY_CHOICES,
+    INSTANCE_BACKEND_CHOICES,
+    PRECISION_CHOICES,
+    RELIABILITY_CHOICES,
+    instance_model,
+    semantic_model,
+)
 from seg_perception.errors import ConfigError
-from seg_perception.inference.base import BACKEND_CHOICES, DEVICE_CHOICES, PRECISION_CHOICES
-from seg_perception.models.semantic import semantic_architecture
 from seg_perception.resources import config_path, resolve
-
-RELIABILITY_CHOICES = ("reliable", "best_effort")
-INPUT_RELIABILITY_CHOICES = ("auto", *RELIABILITY_CHOICES)  # auto: follow the publishers
 
 
 def load_param_file(path: str | Path) -> dict[str, Any]:
@@ -109,14 +115,12 @@ class SemanticModelConfig:
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> SemanticModelConfig:
-        from seg_perception.inference.engine_policy import ENGINE_POLICIES
-
         params = {"engine_policy": "auto", **params}  # optional: parameter files older than the key
         _require(params, cls)
-        arch = semantic_architecture(str(params["model"]))
-        height, width = _input_size(params, arch.size_divisor, arch.name)
+        model = str(params["model"])
+        height, width = _input_size(params, semantic_model(model), model)
         return cls(
-            model=arch.name,
+            model=model,
             checkpoint=_checkpoint(params),
             labels=str(params["labels"]),
             input_height=height,
@@ -168,18 +172,16 @@ class InstanceModelConfig:
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> InstanceModelConfig:
-        from seg_perception.models.instance import instance_architecture
-
         _require(params, cls)
-        arch = instance_architecture(str(params["model"]))
-        height, width = _input_size(params, arch.size_divisor, arch.name)
+        model = str(params["model"])
+        height, width = _input_size(params, instance_model(model), model)
         backend = _choice(params, "backend", BACKEND_CHOICES)
-        if backend not in ("auto", "onnxruntime", "torch"):
+        if backend not in INSTANCE_BACKEND_CHOICES:
             raise ConfigError(
                 f"parameter backend: {backend!r} is not available for instance models yet (auto, onnxruntime or torch)"
             )
         return cls(
-            model=arch.name,
+            model=model,
             checkpoint=_checkpoint(params),
             coco_mapping=str(params["coco_mapping"]),
             labels=str(params["labels"]),

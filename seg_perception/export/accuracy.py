@@ -1,10 +1,10 @@
 """Accuracy gate of exported graphs: the task metric on held-out generated road scenes,
 the exported precision next to torch fp32, refused past a maximum drop.
 
-Agreement checks (:mod:`.onnx_export`, :mod:`.instance_export`) prove a graph computes what
-torch computes; this gate measures what a precision costs in the metric that matters:
-semantic mIoU (:mod:`seg_perception.evaluation`), instance mask AP50 (the Cityscapes
-instance evaluation, :class:`seg_perception.metrics.cityscapes.InstanceEvaluator`). Frames
+Agreement checks (:mod:`.onnx`, :mod:`.instance_check`) prove a graph computes what torch
+computes; this gate measures what a precision costs in the metric that matters: semantic
+mIoU (:func:`seg_perception.metrics.confusion.summarize`), instance mask AP50 (the Cityscapes
+instance evaluation, :class:`seg_perception.metrics.cityscapes.instance.InstanceEvaluator`). Frames
 are generated with seeds training never uses (:data:`HELDOUT_SEED` and up) at the model input
 size and go through the pipeline's own preprocessing.
 """
@@ -15,11 +15,18 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+import numpy.typing as npt
 from torch import nn
 
 from seg_perception.errors import BackendError
+
+if TYPE_CHECKING:
+    from seg_perception.inference.base import Detections
+    from seg_perception.pipeline.instance import InstanceSegmenter
+    from seg_perception.synthetic.frames import SyntheticFrame
 
 log = logging.getLogger(__name__)
 
@@ -57,15 +64,15 @@ class AccuracyReport:
         )
 
 
-def heldout_scenes(input_size: tuple[int, int], count: int, seed: int = HELDOUT_SEED) -> list:
+def heldout_scenes(input_size: tuple[int, int], count: int, seed: int = HELDOUT_SEED) -> list[SyntheticFrame]:
     """``count`` generated frames (SyntheticFrame) at ``input_size`` = (H, W)."""
-    from seg_perception.synthetic.scenes import generate_frame
+    from seg_perception.synthetic.frames import generate_frame
 
     height, width = input_size
     return [generate_frame(seed + i, i, width, height) for i in range(count)]
 
 
-def _batch(frames: Sequence, input_size: tuple[int, int]) -> np.ndarray:
+def _batch(frames: Sequence[SyntheticFrame], input_size: tuple[int, int]) -> npt.NDArray[np.uint8]:
     from seg_perception.io.image import ColorOrder, DecodedImage
     from seg_perception.pipeline.preprocess import resize_batch
 
@@ -73,14 +80,14 @@ def _batch(frames: Sequence, input_size: tuple[int, int]) -> np.ndarray:
 
 
 def semantic_miou(
-    run: Callable[[np.ndarray], np.ndarray],
-    frames: Sequence,
+    run: Callable[[npt.NDArray[np.uint8]], npt.NDArray[np.uint8]],
+    frames: Sequence[SyntheticFrame],
     input_size: tuple[int, int],
     num_classes: int,
     class_names: list[str],
 ) -> float:
     """mIoU in points of ``run`` (uint8 (N, H, W, 3) -> class ids (N, H, W)) on ``frames``."""
-    from seg_perception.evaluation import confusion_matrix, summarize
+    from seg_perception.metrics.confusion import confusion_matrix, summarize
 
     conf = np.zeros((num_classes, num_classes), np.int64)
     batch = _batch(frames, input_size)
@@ -119,14 +126,14 @@ def semantic_accuracy_gate(
 
 
 def instance_ap50(
-    detect: Callable[[np.ndarray], list],
-    segmenter,
-    frames: Sequence,
+    detect: Callable[[npt.NDArray[np.uint8]], list[Detections]],
+    segmenter: InstanceSegmenter,
+    frames: Sequence[SyntheticFrame],
     input_size: tuple[int, int],
 ) -> float:
     """Cityscapes mask AP50 in points of ``detect`` (uint8 batch -> Detections per frame),
     detections turned into instance maps by ``segmenter``'s own post-processing."""
-    from seg_perception.metrics.cityscapes import InstanceEvaluator
+    from seg_perception.metrics.cityscapes.instance import InstanceEvaluator
     from seg_perception.pipeline.instance import instances_from_detections
 
     evaluator = InstanceEvaluator()
@@ -152,7 +159,7 @@ def instance_ap50(
 
 
 def instance_accuracy_gate(
-    segmenter,
+    segmenter: InstanceSegmenter,
     paths: Mapping[str, str | Path],
     precision: str,
     *,
@@ -163,7 +170,7 @@ def instance_accuracy_gate(
     """Mask AP50 of the exported split graphs (ONNX Runtime) vs eager torch fp32, both through
     ``segmenter`` (an InstanceSegmenter: thresholds, post-processing); refused like the
     semantic gate."""
-    from seg_perception.export.instance import eager_detect
+    from seg_perception.export.instance_check import eager_detect
     from seg_perception.inference.instance_backend import OnnxRuntimeInstanceBackend
 
     size = segmenter.input_size

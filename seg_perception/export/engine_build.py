@@ -8,138 +8,48 @@ One code path for every TensorRT library the product meets:
   (ahead of time, for a list of compute capabilities), which is how CI proves that our
   graphs and this code are accepted by a real TensorRT builder.
 
-Precision is in the ONNX graph (AutoCast fp16, Q/DQ int8; see :mod:`.onnx_export`):
-networks are created strongly typed where the flag exists (10.x, RTX; TensorRT 11 networks
-are always strongly typed) and no precision builder flag is ever set, since TensorRT 11
-removed them.
+Precision is in the ONNX graph (AutoCast fp16, Q/DQ int8; see :mod:`.onnx` and
+:mod:`.precision`): networks are created strongly typed where the flag exists (10.x, RTX;
+TensorRT 11 networks are always strongly typed) and no precision builder flag is ever set,
+since TensorRT 11 removed them.
 
 The sidecar (``<engine>.json``) records what an engine is only valid for: library and
 version, GPU name and compute capability (or the RTX targets), precision, input shapes,
-ONNX and engine sha256. :func:`check_sidecar` refuses any mismatch with the command that
-rebuilds the engine.
+ONNX and engine sha256. Serving reads and checks it
+(:func:`seg_perception.inference.artifacts.check_sidecar`), refusing any mismatch with the
+command that rebuilds the engine; engine and sidecar names come from
+:mod:`seg_perception.inference.artifacts` too, the library from
+:mod:`seg_perception.inference.tensorrt_library`.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import importlib
+import functools
 import json
 import logging
 import os
 import platform
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from seg_perception.errors import BackendError
-from seg_perception.export.onnx import INPUT_NAME, file_sha256
-from seg_perception.inference.base import PRECISION_CHOICES
+from seg_perception.config.choices import PRECISION_CHOICES
+from seg_perception.export.errors import EngineBuildError, OnnxExportError
+from seg_perception.inference.artifacts import (
+    INPUT_NAME,
+    SIDECAR_FORMAT,
+    file_sha256,
+    read_onnx_metadata,
+    rebuild_command,
+    sidecar_path,
+)
+from seg_perception.inference.instance_split import PARTS, ROI_INPUT
+from seg_perception.inference.tensorrt_library import current_gpu, import_tensorrt, make_logger
 
 log = logging.getLogger(__name__)
-
-LIBRARIES = ("tensorrt", "tensorrt_rtx")
-SIDECAR_FORMAT = 1
-TRT_INSTALL = (
-    "install TensorRT: pip install tensorrt (GPU hosts; JetPack/DRIVE OS ship it) "
-    "or pip install tensorrt-rtx-cu12==1.7.1.116 (builds without a GPU)"
-)
-# TensorRT-RTX builds, when no target is named, engines portable to Ampere and later.
-RTX_DEFAULT_MIN_CC = (8, 0)
-
-
-class EngineBuildError(BackendError):
-    """An engine could not be built."""
-
-
-class SidecarMismatch(BackendError):
-    """An engine does not match this machine, its ONNX or the requested precision."""
-
-
-@dataclass(frozen=True)
-class TrtLibrary:
-    module: ModuleType
-    name: str  # "tensorrt" | "tensorrt_rtx"
-    version: str
-
-    @property
-    def is_rtx(self) -> bool:
-        return self.name == "tensorrt_rtx"
-
-
-@dataclass(frozen=True)
-class GpuInfo:
-    name: str
-    compute_capability: tuple[int, int]
-
-    @property
-    def cc(self) -> str:
-        return f"{self.compute_capability[0]}.{self.compute_capability[1]}"
-
-
-def import_tensorrt(library: str | None = None) -> TrtLibrary:
-    """The TensorRT library to use: ``library`` when named, else tensorrt, else tensorrt_rtx."""
-    names = (library,) if library else LIBRARIES
-    for name in names:
-        if name not in LIBRARIES:
-            raise BackendError(f"unknown TensorRT library {name!r}; expected one of {list(LIBRARIES)}")
-        try:
-            module = importlib.import_module(name)
-        except ImportError:
-            continue
-        except Exception as err:
-            raise BackendError(f"{name} is installed but cannot be loaded: {err}") from err
-        return TrtLibrary(module, name, str(getattr(module, "__version__", "unknown")))
-    raise BackendError(f"no TensorRT library ({' or '.join(names)}) is importable: {TRT_INSTALL}")
-
-
-def current_gpu(index: int = 0) -> GpuInfo | None:
-    """The CUDA GPU torch sees at ``index``, or None without one."""
-    import torch
-
-    if not torch.cuda.is_available() or index >= torch.cuda.device_count():
-        return None
-    return GpuInfo(torch.cuda.get_device_name(index), tuple(torch.cuda.get_device_capability(index)))
-
-
-def artifact_paths(
-    engines_dir: str | Path, model: str, input_size: tuple[int, int], precision: str
-) -> tuple[Path, Path]:
-    """Where the export and the engine of one (model, input size, precision) live:
-    ``<engines_dir>/<model>_<H>x<W>_<precision>.onnx`` and ``.engine`` (sidecar:
-    ``.engine.json``). Engines are per machine and never committed (.gitignore)."""
-    stem = f"{model}_{input_size[0]}x{input_size[1]}_{precision}"
-    base = Path(engines_dir)
-    return base / f"{stem}.onnx", base / f"{stem}.engine"
-
-
-def make_logger(trt: ModuleType) -> Any:
-    """A TensorRT logger feeding Python logging: errors as errors, each distinct warning once
-    (TensorRT repeats some per layer), the rest at debug level."""
-
-    class _Logger(trt.ILogger):
-        def __init__(self) -> None:
-            trt.ILogger.__init__(self)
-            self.seen: set[str] = set()
-
-        def log(self, severity: Any, msg: str) -> None:
-            level = str(severity).rsplit(".", 1)[-1]
-            if level in ("INTERNAL_ERROR", "ERROR"):
-                log.error("[%s] %s", trt.__name__, msg)
-            elif level == "WARNING" and msg not in self.seen:
-                self.seen.add(msg)
-                log.warning("[%s] %s", trt.__name__, msg)
-            else:
-                log.debug("[%s] %s", trt.__name__, msg)
-
-    return _Logger()
-
-
-def sidecar_path(engine_path: str | Path) -> Path:
-    p = Path(engine_path)
-    return p.with_name(p.name + ".json")
 
 
 def _cc_enum(trt: ModuleType, target: str) -> Any:
@@ -157,21 +67,6 @@ def _cc_text(member: Any) -> str:
     return f"{digits[:-1]}.{digits[-1]}"
 
 
-def rebuild_command(
-    onnx_path: str | Path,
-    engine_path: str | Path,
-    precision: str,
-    batch: Sequence[int],
-    library: str,
-    rtx_targets: Sequence[str] = (),
-) -> str:
-    cmd = (
-        f"seg-perception build-engine --onnx {onnx_path} --engine {engine_path} --precision {precision} "
-        f"--min-batch {batch[0]} --opt-batch {batch[1]} --max-batch {batch[2]} --library {library}"
-    )
-    return cmd + "".join(f" --rtx-target {t}" for t in rtx_targets)
-
-
 def _atomic_write(path: Path, data: bytes) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_bytes(data)
@@ -180,7 +75,7 @@ def _atomic_write(path: Path, data: bytes) -> None:
 
 def _onnx_precision(onnx_path: Path) -> str | None:
     try:
-        from seg_perception.export.onnx import read_onnx_metadata
+        from seg_perception.inference.artifacts import read_onnx_metadata
 
         return read_onnx_metadata(onnx_path).get("precision")
     except ImportError:  # onnx not installed: nothing to compare with
@@ -284,10 +179,10 @@ def build_engine(
             config.set_compute_capability(member, i)
         targets = [_cc_text(m) for m in members]
 
-    cache = None
-    use_timing_cache = timing_cache is not None and not lib.is_rtx and hasattr(config, "create_timing_cache")
-    if use_timing_cache:
-        blob = Path(timing_cache).read_bytes() if Path(timing_cache).is_file() else b""
+    cache_file = None  # the timing cache, where the library has one
+    if timing_cache is not None and not lib.is_rtx and hasattr(config, "create_timing_cache"):
+        cache_file = Path(timing_cache)
+        blob = cache_file.read_bytes() if cache_file.is_file() else b""
         cache = config.create_timing_cache(blob)
         config.set_timing_cache(cache, ignore_mismatch=False)
 
@@ -297,8 +192,8 @@ def build_engine(
     data = bytes(memoryview(serialized))
     engine_path.parent.mkdir(parents=True, exist_ok=True)
     _atomic_write(engine_path, data)
-    if use_timing_cache:
-        _atomic_write(Path(timing_cache), bytes(memoryview(config.get_timing_cache().serialize())))
+    if cache_file is not None:
+        _atomic_write(cache_file, bytes(memoryview(config.get_timing_cache().serialize())))
     seconds = time.perf_counter() - started
 
     import hashlib
@@ -307,7 +202,7 @@ def build_engine(
     inputs = []
     for i in range(network.num_inputs):
         tensor = network.get_input(i)
-        lo, mid, hi = shapes.get(tensor.name, (list(tensor.shape),) * 3)
+        lo, mid, hi = shapes.get(tensor.name, (tuple(tensor.shape),) * 3)
         inputs.append(
             {
                 "name": tensor.name,
@@ -340,7 +235,7 @@ def build_engine(
         "onnx": {"path": str(onnx_path), "sha256": file_sha256(onnx_path), "bytes": onnx_path.stat().st_size},
         "engine": {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)},
         "workspace_mb": int(workspace_mb),
-        "timing_cache": str(timing_cache) if use_timing_cache else None,
+        "timing_cache": str(timing_cache) if cache_file is not None else None,
         "build_seconds": round(seconds, 3),
         "built_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "host": platform.node(),
@@ -418,86 +313,70 @@ def _profile_shapes(
     return shapes
 
 
-def read_sidecar(engine_path: str | Path) -> dict[str, Any]:
-    path = sidecar_path(engine_path)
-    if not path.is_file():
-        raise SidecarMismatch(
-            f"engine {engine_path} has no sidecar {path.name}; rebuild it: seg-perception build-engine "
-            f"--engine {engine_path} ..."
-        )
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise SidecarMismatch(f"engine sidecar {path} is unreadable ({err}); rebuild the engine") from err
-    if not isinstance(data, dict) or data.get("format") != SIDECAR_FORMAT:
-        raise SidecarMismatch(f"engine sidecar {path} has an unknown format; rebuild the engine")
-    return data
-
-
-_CURRENT = object()
-
-
-def check_sidecar(
-    engine_path: str | Path,
-    onnx_path: str | Path | None,
+def build_instance_engines(
+    onnx_paths: Mapping[str, str | Path],
+    engine_paths: Mapping[str, str | Path],
     precision: str,
     *,
-    gpu: GpuInfo | object | None = _CURRENT,
-    library: TrtLibrary | None = None,
-) -> dict[str, Any]:
-    """Refuse an engine that does not fit: one-line :class:`SidecarMismatch` with the rebuild
-    command. Returns the sidecar when everything matches.
+    opt_batch: int = 1,
+    max_batch: int = 4,
+    max_rois: int | None = None,
+    max_detections: int | None = None,
+    workspace_mb: int = 2048,
+    timing_cache: str | Path | None = None,
+    rtx_targets: Sequence[str] = (),
+    library: str | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Build the three split graphs into engines (each with its JSON sidecar).
 
-    Checks: engine file matches its sidecar (sha256); precision; ONNX sha256 (when
-    ``onnx_path`` is given: the engine must come from that exact graph); library name and
-    version importable here; GPU: for TensorRT the same GPU name and compute capability, for
-    TensorRT-RTX a compute capability among the targets. ``gpu`` defaults to the current
-    CUDA device; where none is visible (CI, build hosts) the GPU check is skipped, since
-    nothing can run there anyway. ``library`` overrides the import (tests).
+    Profiles: ``frames`` (1..max_batch, H, W, 3) for the backbone; ``roi_features`` of the box
+    head up to ``max_rois`` RoIs (default: the RPN's post-NMS count x max_batch) and of the
+    mask head up to ``max_detections`` (default: detections_per_img x max_batch), the numbers
+    recorded in the ONNX metadata at export. Returns part -> sidecar.
     """
-    engine_path = Path(engine_path)
-    side = read_sidecar(engine_path)
-    cmd = side.get("rebuild_command") or "seg-perception build-engine ..."
 
-    def refuse(reason: str) -> SidecarMismatch:
-        return SidecarMismatch(f"engine {engine_path} {reason}; rebuild it: {cmd}")
-
-    if not engine_path.is_file():
-        raise refuse("does not exist")
-    recorded = side.get("engine") or {}
-    if engine_path.stat().st_size != recorded.get("bytes") or file_sha256(engine_path) != recorded.get("sha256"):
-        raise refuse("does not match its sidecar (engine file replaced or corrupted)")
-    if side.get("precision") != precision:
-        raise refuse(f"is {side.get('precision')}, {precision} was asked for")
-    if onnx_path is not None:
-        onnx_path = Path(onnx_path)
-        if not onnx_path.is_file():
-            raise refuse(f"was built from {onnx_path}, which does not exist")
-        if file_sha256(onnx_path) != side.get("onnx", {}).get("sha256"):
-            raise refuse(f"was built from another ONNX graph than {onnx_path} (sha256 differs)")
-    name, version = side.get("library"), side.get("library_version")
-    if library is None:
-        try:
-            library = import_tensorrt(name)
-        except BackendError:
-            raise refuse(f"was built with {name} {version}, which is not installed here") from None
-    if library.name != name or library.version != version:
-        raise refuse(f"was built with {name} {version}, this machine has {library.name} {library.version}")
-    if gpu is _CURRENT:
-        gpu = current_gpu()
-    if gpu is not None:
-        assert isinstance(gpu, GpuInfo)
-        if name == "tensorrt_rtx":
-            targets = side.get("rtx_targets") or []
-            if targets and gpu.cc not in targets:
-                raise refuse(f"targets compute capability {', '.join(targets)}, this GPU ({gpu.name}) is {gpu.cc}")
-            if not targets and gpu.compute_capability < RTX_DEFAULT_MIN_CC:
-                raise refuse(f"targets Ampere and later (default), this GPU ({gpu.name}) is {gpu.cc}")
-        else:
-            built = side.get("gpu") or {}
-            if (built.get("name"), built.get("compute_capability")) != (gpu.name, gpu.cc):
-                raise refuse(
-                    f"was built for {built.get('name')} (compute capability {built.get('compute_capability')}), "
-                    f"this GPU is {gpu.name} ({gpu.cc})"
-                )
-    return side
+    missing = [str(onnx_paths[part]) for part in PARTS if not Path(onnx_paths[part]).is_file()]
+    if missing:
+        raise EngineBuildError(
+            f"instance split graphs not found: {', '.join(missing)}; export them: "
+            f"seg-perception export --model instance --precision {precision}"
+        )
+    meta = read_onnx_metadata(onnx_paths["backbone"])
+    if not str(meta.get("format", "")).startswith("seg_perception.instance_"):
+        raise OnnxExportError(
+            f"{onnx_paths['backbone']} is not an instance split graph; export it: "
+            f"seg-perception export --model instance --precision {precision}"
+        )
+    height, _, width = meta["input_size"].partition("x")
+    h, w, c = int(height), int(width), int(meta["roi_channels"])
+    post_nms, dets = int(meta["rpn_post_nms_top_n"]), int(meta["detections_per_img"])
+    max_rois = max_rois or post_nms * max_batch
+    max_detections = max_detections or dets * max_batch
+    profiles = {
+        "backbone": {INPUT_NAME: ((1, h, w, 3), (opt_batch, h, w, 3), (max_batch, h, w, 3))},
+        "box_head": {ROI_INPUT: ((1, c, 7, 7), (min(post_nms * opt_batch, max_rois), c, 7, 7), (max_rois, c, 7, 7))},
+        "mask_head": {
+            ROI_INPUT: ((1, c, 14, 14), (min(dets * opt_batch, max_detections), c, 14, 14), (max_detections, c, 14, 14))
+        },
+    }
+    rebuild = (
+        f"seg-perception build-engine --model instance --precision {precision} "
+        f"--engines-dir {Path(engine_paths['backbone']).parent} --opt-batch {opt_batch} "
+        f"--max-batch {max_batch}"
+        + (f" --library {library}" if library else "")
+        + "".join(f" --rtx-target {t}" for t in rtx_targets)
+    )
+    # The three graphs share every build setting but their profile.
+    build = functools.partial(
+        build_engine,
+        precision=precision,
+        min_batch=1,
+        opt_batch=opt_batch,
+        max_batch=max_batch,
+        workspace_mb=workspace_mb,
+        timing_cache=timing_cache,
+        rtx_targets=rtx_targets,
+        library=library,
+        rebuild=rebuild,
+    )
+    return {part: build(onnx_paths[part], engine_paths[part], profile=profiles[part]) for part in PARTS}

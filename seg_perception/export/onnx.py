@@ -19,13 +19,13 @@ varied frames and its class maps are compared pixel by pixel with torch fp32. fp
 on >= 99.9 % of pixels; fp16 and int8 have their own (lower) gates, see
 :data:`MIN_AGREEMENT`. A graph below its gate is refused (:class:`OnnxExportError`) and
 nothing is written. What was checked is stored in the ONNX file's metadata
-(``seg_perception.*`` keys, read back with :func:`read_onnx_metadata`).
+(``seg_perception.*`` keys, read back with
+:func:`seg_perception.inference.artifacts.read_onnx_metadata`).
 """
 
 from __future__ import annotations
 
 import copy
-import hashlib
 import logging
 import os
 import tempfile
@@ -36,33 +36,36 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import torch
 from torch import nn
 
-from seg_perception.errors import BackendError
-from seg_perception.inference.base import PRECISION_CHOICES
+from seg_perception.config.choices import PRECISION_CHOICES
+from seg_perception.export.errors import OnnxExportError
+from seg_perception.export.precision import autocast_fp16, quantize_int8, tool_versions
+from seg_perception.inference.artifacts import (
+    ACCEL_INSTALL,
+    INPUT_NAME,
+    META_PREFIX,
+    OUTPUT_NAMES,
+    SEMANTIC_GRAPH_FORMAT,
+    ort_optimizations_safe,
+    weights_fingerprint,
+)
+from seg_perception.inference.threads import cpu_threads
 from seg_perception.models.semantic import SemanticHead
 
 log = logging.getLogger(__name__)
 
-INPUT_NAME = "frames"
-OUTPUT_NAMES = ("class_ids", "confidence")
 OPSET = 17
-GRAPH_FORMAT = "seg_perception.semantic_head/1"
-META_PREFIX = "seg_perception."
+# Every graph is exported the same way: the TorchScript exporter (dynamo=False), OPSET, constants folded.
+EXPORTER_OPTIONS: dict[str, Any] = {"dynamo": False, "opset_version": OPSET, "do_constant_folding": True}
 
 # Pixel agreement of the exported graph's class maps with torch fp32, per precision. fp32 must
 # be exact up to float reordering. fp16 and int8 gates catch broken graphs (a wrong cast, a
 # collapsed range); they are not accuracy claims: a trained model agrees far better than an
 # untrained one, whose logits are nearly tied everywhere.
 MIN_AGREEMENT: dict[str, float] = {"fp32": 0.999, "fp16": 0.99, "int8": 0.90}
-
-ACCEL_INSTALL = "pip install -r requirements-accel.txt"
-
-
-class OnnxExportError(BackendError):
-    """An ONNX export failed or did not pass its verification."""
-
 
 # --------------------------------------------------------------------------- helpers
 
@@ -79,26 +82,7 @@ def require_onnx_tools() -> None:
         raise OnnxExportError(f"ONNX export needs {', '.join(missing)}: {ACCEL_INSTALL}")
 
 
-def weights_fingerprint(model: nn.Module) -> str:
-    """sha256 over the model's state dict (names, dtypes, shapes, values): identifies the
-    weights an ONNX file was exported from, whatever checkpoint file they came from."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        t = tensor.detach().to("cpu").contiguous()
-        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return digest.hexdigest()
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def verification_frames(input_size: tuple[int, int], count: int = 4, seed: int = 0) -> np.ndarray:
+def verification_frames(input_size: tuple[int, int], count: int = 4, seed: int = 0) -> npt.NDArray[np.uint8]:
     """Deterministic varied frames: smooth colour fields at several scales plus pixel noise,
     so class maps have regions and boundaries (uniform noise alone averages out)."""
     height, width = input_size
@@ -113,49 +97,15 @@ def verification_frames(input_size: tuple[int, int], count: int = 4, seed: int =
     return torch.stack(frames).contiguous().numpy()
 
 
-def class_agreement(a: np.ndarray, b: np.ndarray) -> float:
+def class_agreement(a: npt.NDArray[np.uint8], b: npt.NDArray[np.uint8]) -> float:
     """Fraction of pixels whose class ids are equal."""
     if a.shape != b.shape:
         raise OnnxExportError(f"class maps differ in shape: {a.shape} vs {b.shape}")
     return float((a == b).mean())
 
 
-_THREAD_LIMIT = 0  # set_cpu_threads; 0 = no limit
-
-
-def cpu_threads() -> int:
-    """Threads for CPU inference: the cores this process may run on (the affinity mask, not
-    the machine's core count), or fewer after :func:`set_cpu_threads`."""
-    try:
-        cores = max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        cores = max(1, os.cpu_count() or 1)
-    return min(cores, _THREAD_LIMIT) if _THREAD_LIMIT else cores
-
-
-def set_cpu_threads(threads: int) -> None:
-    """Limit CPU inference of this process to ``threads`` threads (0: one per core): torch's
-    intra-op pool now, ONNX Runtime sessions created from now on, so several nodes on one
-    machine can share its cores (the ``cpu_threads`` node parameter)."""
-    global _THREAD_LIMIT
-    import torch
-
-    _THREAD_LIMIT = max(0, int(threads))
-    torch.set_num_threads(cpu_threads())
-
-
-def ort_optimizations_safe(meta: Mapping[str, str]) -> bool:
-    """Whether ONNX Runtime's graph optimisations compute this graph correctly.
-
-    ONNX Runtime 1.24.4 (CPU) miscomputes Q/DQ graphs whose unquantized parts are fp16 once
-    any graph optimisation is on (ORT_ENABLE_BASIC already): DeepLabV3-MobileNetV3 collapses
-    to one class, while the same file with optimisations off agrees with torch. Such graphs
-    (int8 exported for TensorRT) run in ONNX Runtime with optimisations off.
-    """
-    return not (meta.get("precision") == "int8" and meta.get("int8_high_precision", "fp32") == "fp16")
-
-
-def _cpu_session(path: str | Path, optimize: bool = True):  # noqa: ANN202 - onnxruntime.InferenceSession
+def _cpu_session(path: str | Path, optimize: bool = True) -> Any:
+    """An onnxruntime.InferenceSession on the CPU (onnxruntime ships no type information)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -166,18 +116,18 @@ def _cpu_session(path: str | Path, optimize: bool = True):  # noqa: ANN202 - onn
     return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
 
 
-def _run_session(session, frames: np.ndarray, batch: int = 4) -> np.ndarray:  # noqa: ANN001
+def _run_session(session: Any, frames: npt.NDArray[np.uint8], batch: int = 4) -> npt.NDArray[np.uint8]:
     out = [session.run([OUTPUT_NAMES[0]], {INPUT_NAME: frames[i : i + batch]})[0] for i in range(0, len(frames), batch)]
     return np.concatenate(out)
 
 
 @torch.inference_mode()
-def _run_torch(head: nn.Module, frames: np.ndarray, batch: int = 4) -> np.ndarray:
+def _run_torch(head: SemanticHead, frames: npt.NDArray[np.uint8], batch: int = 4) -> npt.NDArray[np.uint8]:
     out = [head(torch.from_numpy(frames[i : i + batch]))[0].numpy() for i in range(0, len(frames), batch)]
     return np.concatenate(out)
 
 
-def _check_frames(frames: np.ndarray, input_size: tuple[int, int], what: str) -> np.ndarray:
+def _check_frames(frames: npt.NDArray[np.uint8], input_size: tuple[int, int], what: str) -> npt.NDArray[np.uint8]:
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[3] != 3 or frames.dtype != np.uint8 or len(frames) == 0:
         raise OnnxExportError(f"{what} must be a non-empty uint8 array (N, H, W, 3), got {frames.dtype} {frames.shape}")
@@ -187,74 +137,6 @@ def _check_frames(frames: np.ndarray, input_size: tuple[int, int], what: str) ->
             f"{input_size[1]}x{input_size[0]}: resize them first (pipeline.preprocess.resize_batch)"
         )
     return np.ascontiguousarray(frames)
-
-
-def load_calibration_frames(source: str | Path, input_size: tuple[int, int], limit: int = 256) -> np.ndarray:
-    """Calibration frames from a ``.npy`` (N, H, W, 3) uint8 RGB array or a folder of images
-    (png/jpg, read as BGR and converted), resized to ``input_size`` = (height, width), at
-    most ``limit`` of them (evenly spaced over the source)."""
-    from seg_perception.io.image import ColorOrder, DecodedImage
-    from seg_perception.pipeline.preprocess import resize_batch
-
-    src = Path(source)
-    if src.is_file() and src.suffix == ".npy":
-        frames = np.load(src, mmap_mode="r")
-        if frames.ndim != 4 or frames.shape[3] != 3 or frames.dtype != np.uint8:
-            raise OnnxExportError(f"{src} holds {frames.dtype} {frames.shape}; expected uint8 (N, H, W, 3) RGB")
-        pick = np.linspace(0, len(frames) - 1, min(limit, len(frames))).round().astype(int)
-        images = [DecodedImage(np.ascontiguousarray(frames[i]), ColorOrder.RGB) for i in pick]
-    elif src.is_dir():
-        import cv2
-
-        files = sorted(p for p in src.rglob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
-        if not files:
-            raise OnnxExportError(f"no png/jpg images under {src}")
-        pick = np.linspace(0, len(files) - 1, min(limit, len(files))).round().astype(int)
-        images = []
-        for i in dict.fromkeys(pick.tolist()):
-            bgr = cv2.imread(str(files[i]), cv2.IMREAD_COLOR)
-            if bgr is None:
-                raise OnnxExportError(f"cannot read calibration image {files[i]}")
-            images.append(DecodedImage(bgr, ColorOrder.BGR))
-    else:
-        raise OnnxExportError(f"calibration source {src} is neither a .npy file nor a folder of images")
-    return resize_batch(images, input_size)
-
-
-def bag_calibration_frames(
-    bag: str | Path, input_size: tuple[int, int], limit: int = 256, topic: str | None = None
-) -> np.ndarray:
-    """Calibration frames from a rosbag2 (sqlite3 or mcap) camera topic: ``sensor_msgs/Image``
-    or ``CompressedImage``, at most ``limit`` evenly spaced over the recording, resized to
-    ``input_size`` = (height, width) as the pipeline does. ``topic`` default: the bag's only
-    camera topic (bag reading: :mod:`seg_perception.io.bags`, as replay does)."""
-    from seg_perception.io.bags import COMPRESSED, camera_connections, deserialize, open_bag, read_messages
-    from seg_perception.io.image import decode_compressed, decode_image
-    from seg_perception.pipeline.preprocess import resize_batch
-
-    reader = open_bag(bag)
-    try:
-        cameras = camera_connections(reader, [topic] if topic else ())
-        total = sum(c.msgcount for c in cameras)
-        pick = set(np.linspace(0, total - 1, min(limit, total)).round().astype(int).tolist()) if total else set()
-        images = []
-        for i, (conn, _, raw) in enumerate(read_messages(reader, cameras)):
-            if i in pick:
-                msg = deserialize(raw, conn.msgtype)
-                images.append(decode_compressed(msg) if conn.msgtype == COMPRESSED else decode_image(msg))
-    finally:
-        reader.close()
-    if not images:
-        raise OnnxExportError(f"bag {bag}: camera topic {cameras[0].topic} has no messages")
-    return resize_batch(images, input_size)
-
-
-def read_onnx_metadata(path: str | Path) -> dict[str, str]:
-    """The ``seg_perception.*`` metadata of an exported file (prefix stripped); {} for others."""
-    import onnx
-
-    model = onnx.load(str(path), load_external_data=False)
-    return {p.key[len(META_PREFIX) :]: p.value for p in model.metadata_props if p.key.startswith(META_PREFIX)}
 
 
 def save_with_metadata(src: str | Path, dst: str | Path, meta: Mapping[str, str], what: str = "") -> Path:
@@ -280,73 +162,6 @@ def save_with_metadata(src: str | Path, dst: str | Path, meta: Mapping[str, str]
     return dst
 
 
-def _versions() -> dict[str, str]:
-    import onnx
-    import onnxruntime
-
-    versions = {"torch": torch.__version__, "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__}
-    try:
-        import modelopt
-
-        versions["modelopt"] = modelopt.__version__
-    except ImportError:
-        pass
-    return versions
-
-
-# --------------------------------------------------------------------------- precision passes
-
-
-def _autocast_fp16(
-    src: Path, dst: Path, reference_frames: np.ndarray | Mapping[str, np.ndarray], workdir: Path
-) -> None:
-    """fp16 AutoCast of ``src`` into ``dst``. reference_frames: the graph's single input
-    (``frames``) or a mapping input name -> array for graphs with other inputs."""
-    try:
-        from modelopt.onnx.autocast import configure_logging, convert_to_mixed_precision
-    except ImportError as err:
-        raise OnnxExportError(f"fp16 export needs ModelOpt AutoCast (nvidia-modelopt[onnx]): {ACCEL_INSTALL}") from err
-    import onnx
-
-    configure_logging(logging.WARNING)
-    # AutoCast's reference run needs real inputs: polygraphy cannot sample random uint8 data.
-    npz = workdir / "autocast_reference.npz"
-    inputs = dict(reference_frames) if isinstance(reference_frames, Mapping) else {INPUT_NAME: reference_frames}
-    np.savez(npz, **inputs)
-    try:
-        converted = convert_to_mixed_precision(
-            onnx_path=str(src), low_precision_type="fp16", keep_io_types=True, calibration_data=str(npz)
-        )
-    except Exception as err:
-        raise OnnxExportError(f"ModelOpt AutoCast fp16 conversion failed: {err}") from err
-    onnx.save(converted, str(dst))
-
-
-def _quantize_int8(
-    src: Path, dst: Path, calib_frames: np.ndarray | Mapping[str, np.ndarray], method: str, high_precision: str
-) -> None:
-    """ModelOpt int8 PTQ. calib_frames: the single input's data, or input name -> array."""
-    try:
-        from modelopt.onnx.quantization import quantize
-    except ImportError as err:
-        raise OnnxExportError(f"int8 export needs ModelOpt ONNX PTQ (nvidia-modelopt[onnx]): {ACCEL_INSTALL}") from err
-    try:
-        quantize(
-            onnx_path=str(src),
-            quantize_mode="int8",
-            calibration_data=dict(calib_frames) if isinstance(calib_frames, Mapping) else calib_frames,
-            calibration_method=method,
-            calibration_eps=["cpu"],  # deterministic, runs everywhere; TensorRT uses the scales as-is
-            high_precision_dtype=high_precision,
-            output_path=str(dst),
-            log_level="WARNING",
-        )
-    except Exception as err:
-        raise OnnxExportError(f"ModelOpt int8 quantization failed: {err}") from err
-    if not dst.is_file():
-        raise OnnxExportError(f"ModelOpt int8 quantization wrote no file at {dst}")
-
-
 # --------------------------------------------------------------------------- export
 
 
@@ -355,14 +170,14 @@ def export_semantic_onnx(
     path: str | Path,
     input_size: tuple[int, int],
     precision: str = "fp32",
-    calib_frames: np.ndarray | None = None,
+    calib_frames: npt.NDArray[np.uint8] | None = None,
     max_batch: int = 8,
     *,
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
     dynamic_size: bool = False,
     min_agreement: float | None = None,
-    check_frames: np.ndarray | None = None,
+    check_frames: npt.NDArray[np.uint8] | None = None,
     calibration_method: str = "entropy",
     int8_high_precision: str = "fp16",
     extra_metadata: Mapping[str, str] | None = None,
@@ -429,22 +244,7 @@ def export_semantic_onnx(
         axes = {0: "batch", 1: "height", 2: "width"} if dynamic_size else {0: "batch"}
         dynamic_axes = {INPUT_NAME: axes, **dict.fromkeys(OUTPUT_NAMES, axes)}
         dummy = torch.from_numpy(check_frames[:1].copy())
-        try:
-            with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
-                warnings.simplefilter("ignore")
-                torch.onnx.export(
-                    head,
-                    (dummy,),
-                    str(fp32_path),
-                    dynamo=False,
-                    opset_version=OPSET,
-                    input_names=[INPUT_NAME],
-                    output_names=list(OUTPUT_NAMES),
-                    dynamic_axes=dynamic_axes,
-                    do_constant_folding=True,
-                )
-        except Exception as err:
-            raise OnnxExportError(f"torch.onnx.export failed: {err}") from err
+        export_fp32_graph(head, dummy, fp32_path, [INPUT_NAME], list(OUTPUT_NAMES), dynamic_axes)
 
         reference = _run_torch(head, check_frames)
         fp32_agreement = class_agreement(_run_session(_cpu_session(fp32_path), check_frames), reference)
@@ -460,10 +260,11 @@ def export_semantic_onnx(
             final = work / "fp16.onnx"
             # AutoCast only needs activation ranges: a few reference frames are enough.
             reference_frames = calib_frames if calib_frames is not None else check_frames
-            _autocast_fp16(fp32_path, final, reference_frames[:4], work)
+            autocast_fp16(fp32_path, final, reference_frames[:4], work)
         elif precision == "int8":
+            assert calib_frames is not None  # int8 without calibration frames was refused above
             final = work / "int8.onnx"
-            _quantize_int8(fp32_path, final, calib_frames, calibration_method, int8_high_precision)
+            quantize_int8(fp32_path, final, calib_frames, calibration_method, int8_high_precision)
 
         agreement = fp32_agreement
         kind = {"precision": precision, "int8_high_precision": int8_high_precision}
@@ -477,7 +278,7 @@ def export_semantic_onnx(
                 )
 
         meta = {
-            "format": GRAPH_FORMAT,
+            "format": SEMANTIC_GRAPH_FORMAT,
             "precision": precision,
             "input_size": f"{height}x{width}",
             "dynamic_size": str(bool(dynamic_size)).lower(),
@@ -492,7 +293,7 @@ def export_semantic_onnx(
             "calibration_frames": str(0 if calib_frames is None else len(calib_frames)),
             "calibration_method": calibration_method if precision == "int8" else "",
             "int8_high_precision": int8_high_precision if precision == "int8" else "",
-            **{f"version.{k}": v for k, v in _versions().items()},
+            **{f"version.{k}": v for k, v in tool_versions().items()},
             **dict(extra_metadata or {}),
         }
         save_with_metadata(final, path, meta, precision)
@@ -510,26 +311,23 @@ def export_semantic_onnx(
     return path
 
 
-def onnx_metadata_matches(path: str | Path, model: nn.Module | None, precision: str) -> str | None:
-    """Why the ONNX file at ``path`` cannot serve ``model`` in ``precision`` (None = it can)."""
-    p = Path(path)
-    if not p.is_file():
-        return f"{p} does not exist"
-    meta = read_onnx_metadata(p)
-    if meta.get("format") != GRAPH_FORMAT:
-        return f"{p} was not exported by seg_perception (format {meta.get('format')!r})"
-    if meta.get("precision") != precision:
-        return f"{p} is a {meta.get('precision')} graph, {precision} was asked for"
-    if model is not None and meta.get("weights_sha256") != weights_fingerprint(model):
-        return f"{p} was exported from other weights than the model being served"
-    return None
-
-
-def describe(meta: Mapping[str, Any]) -> str:
-    """One-line summary of :func:`read_onnx_metadata` output for logs and CLI output."""
-    height, _, width = str(meta.get("input_size", "?x?")).partition("x")
-    return (
-        f"{meta.get('precision')} {width}x{height} (width x height), agreement with torch fp32 "
-        f"{float(meta.get('agreement_vs_torch_fp32', 'nan')):.4%}"
-        f" (gate {float(meta.get('agreement_gate', 'nan')):.2%}), calibration frames {meta.get('calibration_frames')}"
-    )
+def export_fp32_graph(
+    module: nn.Module,
+    dummy: torch.Tensor,
+    path: Path,
+    inputs: list[str],
+    outputs: list[str],
+    dynamic: dict[str, dict[int, str]],
+    what: str = "",
+) -> None:
+    """``module`` as an fp32 ONNX graph at ``path`` (TorchScript exporter, :data:`OPSET`, constant
+    folding), traced on ``dummy``; axes named in ``dynamic`` stay symbolic. ``what`` names the
+    graph in the error (e.g. " of fp32.backbone")."""
+    try:
+        with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+            warnings.simplefilter("ignore")
+            names: dict[str, Any] = {"input_names": inputs, "output_names": outputs, "dynamic_axes": dynamic}
+            torch.onnx.export(module, (dummy,), str(path), **names, **EXPORTER_OPTIONS)
+    except Exception as err:
+        # Broad on purpose: the exporter fails with many error types (tracing, ONNX conversion, symbolic functions).
+        raise OnnxExportError(f"torch.onnx.export{what} failed: {err}") from err

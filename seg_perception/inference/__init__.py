@@ -1,19 +1,3 @@
-"""Inference backends behind one interface (see :mod:`.base`)."""
-
-from seg_perception.inference.base import (
-    BACKEND_CHOICES,
-    DEVICE_CHOICES,
-    PRECISION_CHOICES,
-    SemanticBackend,
-    SemanticOutput,
-)
-from seg_perception.inference.registry import create_semantic_backend
-
-__all__ = [
-    "BACKEND_CHOICES",
-    "DEVICE_CHOICES",
-    "PRECISION_CHOICES",
-    "SemanticBackend",
-    "SemanticOutput",
-    "create_semantic_backend",
-]
+"""What serves a model: backends behind one interface (:mod:`.base`), the registry and the
+``auto`` choice (:mod:`.registry`), the engine policy, and what serving knows of the files
+``seg_perception.export`` makes (:mod:`.artifacts`). Nothing here makes artifacts."""

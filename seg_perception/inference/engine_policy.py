@@ -9,8 +9,9 @@
   naming the export and build-engine commands.
 * ``build_in_background``: a valid engine is used at once where it can run. A missing or
   stale one never blocks start-up: the model serves on the next backend (ONNX Runtime where
-  a matching ONNX exists, else torch) while a child process (:func:`main`, low priority,
-  one thread) exports the ONNX if needed and builds the engine. When the build ends the
+  a matching ONNX exists, else torch) while a child process
+  (:func:`seg_perception.export.background_build.main`, low priority, one thread) exports
+  the ONNX if needed and builds the engine. When the build ends the
   :func:`switch_decision` says whether a TensorRT runtime can run it here; if so the
   segmenter's backend is replaced between two batches, else it stays on its fallback and
   the status says why.
@@ -25,7 +26,6 @@ The policy applies to ``backend: auto`` and ``backend: tensorrt``; ``torch`` and
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import json
 import logging
@@ -34,14 +34,16 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from seg_perception.config.choices import ENGINE_POLICIES
 from seg_perception.errors import BackendError, ConfigError
-from seg_perception.export.engine_build import LIBRARIES, TRT_INSTALL, check_sidecar, import_tensorrt, sidecar_path
+from seg_perception.inference.artifacts import check_sidecar, sidecar_path
 from seg_perception.inference.registry import resolve_device
+from seg_perception.inference.tensorrt_library import LIBRARIES, TRT_INSTALL, import_tensorrt
 from seg_perception.resources import import_root
 
 if TYPE_CHECKING:
@@ -51,9 +53,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-ENGINE_POLICIES = ("auto", "build_in_background", "require", "never")
+
 ENGINE_MAX_BATCH = 4  # profile 1/1/4 as `build-engine`'s defaults; larger batches are split by the backend
 STOP_TIMEOUT_S = 5.0
+# The child's entry: export and engine builds run there, never in a serving process.
+BUILD_MODULE = "seg_perception.export.background_build"
 
 
 # -- the decision at start-up -------------------------------------------------------------------
@@ -103,7 +107,7 @@ def engine_problem(engine: Path, onnx: Path, precision: str, model: Callable[[],
     """Why ``engine`` is not a valid engine of these weights (None: it is): missing, sidecar
     mismatch (:func:`check_sidecar`: engine file, precision, library, GPU, ONNX hash), or its
     ONNX exported from other weights or in another precision."""
-    from seg_perception.export.onnx import onnx_metadata_matches
+    from seg_perception.inference.artifacts import onnx_metadata_matches
 
     if not engine.is_file():
         return f"no engine at {engine}"
@@ -114,6 +118,7 @@ def engine_problem(engine: Path, onnx: Path, precision: str, model: Callable[[],
     try:
         reason = onnx_metadata_matches(onnx, model() if model is not None else None, precision)
     except Exception as err:
+        # Broad on purpose: any failure to read the ONNX file (onnx raises its own errors) means it cannot be trusted.
         reason = f"cannot read {onnx}: {err}"
     return None if reason is None else f"engine {engine} is stale: {reason}"
 
@@ -200,7 +205,7 @@ class BuildJob:
         return Path(self.engine + ".build.log")
 
     def command(self) -> list[str]:
-        return [sys.executable, "-m", __name__, json.dumps(asdict(self))]
+        return [sys.executable, "-m", BUILD_MODULE, json.dumps(asdict(self))]
 
 
 BUILD_STATES = ("pending", "exporting", "building", "built", "failed", "stopped")
@@ -280,6 +285,7 @@ class BackgroundEngineBuild:
             try:
                 self._on_done(self)
             except Exception:
+                # Broad on purpose: the watcher thread's boundary: a failing callback is logged, never lost silently.
                 log.exception("engine build: handling the finished build failed")
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -302,93 +308,3 @@ class BackgroundEngineBuild:
                 proc.wait()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(STOP_TIMEOUT_S)
-
-
-# -- the child process ----------------------------------------------------------------------------
-def _emit(event: str, **fields: Any) -> None:
-    print(json.dumps({"event": event, **fields}), flush=True)
-
-
-def _lower_priority() -> None:
-    """The serving process keeps the cores: nice 10, one torch thread, and die with the parent."""
-    import torch
-
-    with contextlib.suppress(OSError):
-        os.nice(10)
-    torch.set_num_threads(1)
-    if sys.platform.startswith("linux"):
-        import ctypes
-        import signal
-
-        # PR_SET_PDEATHSIG: SIGTERM when the thread that started us ends (the node's main or
-        # executor thread: it lives as long as the node), so a killed node leaves no build behind.
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
-
-
-@contextlib.contextmanager
-def _exclusive(path: Path) -> Iterator[None]:
-    """One builder per engine across processes (two nodes with the same model)."""
-    import fcntl
-
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def run_job(job: BuildJob) -> dict[str, Any]:
-    """Export the ONNX if missing, build the engine if missing or stale; the sidecar."""
-    from seg_perception.export.engine_build import build_engine
-    from seg_perception.export.onnx import export_semantic_onnx, onnx_metadata_matches
-    from seg_perception.models.semantic import build_semantic_model
-
-    onnx, engine = Path(job.onnx), Path(job.engine)
-    model, _ = build_semantic_model(job.model, job.num_classes, job.checkpoint or None)
-    with _exclusive(job.log_path):
-        if engine_problem(engine, onnx, job.precision, lambda: model) is None:  # another process built it meanwhile
-            return json.loads(sidecar_path(engine).read_text())
-        if not onnx.exists():
-            if job.precision == "int8":
-                raise BackendError(
-                    f"int8 needs calibration frames: export it first: seg-perception export "
-                    f"--precision int8 --calib FRAMES --out {onnx}"
-                )
-            _emit("exporting", onnx=str(onnx))
-            export_semantic_onnx(model, onnx, (job.input_height, job.input_width), job.precision)
-        reason = onnx_metadata_matches(onnx, model, job.precision)
-        if reason is not None:  # never overwrite an export the user made
-            raise BackendError(
-                f"cannot build from {onnx}: {reason}; re-export it: seg-perception export "
-                f"--precision {job.precision} --out {onnx}"
-            )
-        _emit("building", engine=str(engine))
-        side = build_engine(onnx, engine, job.precision, min_batch=1, opt_batch=1, max_batch=job.max_batch)
-        _emit("built", engine=str(engine), seconds=side["build_seconds"])
-        return side
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Child entry: ``python -m seg_perception.inference.engine_policy '<BuildJob JSON>'``.
-    Events on stdout (one JSON object a line), logs on stderr; exit 0 = built."""
-    args = sys.argv[1:] if argv is None else argv
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    try:
-        job = BuildJob(**json.loads(args[0]))
-    except (IndexError, TypeError, json.JSONDecodeError) as err:
-        print(f"usage: python -m {__name__} '<BuildJob JSON>' ({err})", file=sys.stderr)
-        return 2
-    _lower_priority()
-    try:
-        run_job(job)
-    except Exception as err:
-        log.exception("engine build failed")
-        _emit("failed", error=f"{type(err).__name__}: {err}".splitlines()[0])
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,9 +1,9 @@
 """Pre-processing in torch, on whatever device the frames are on: the GPU twin of
-:func:`.preprocess.resize_batch`.
+:func:`seg_perception.pipeline.preprocess.resize_batch`.
 
 On a GPU the full-resolution uint8 frame is uploaded once and resized there, so the host
 never touches a float pixel and the upload is the only per-frame host work. The algorithm is
-:func:`.preprocess.downscale`'s, step for step, so the CPU and GPU paths give the same model
+:func:`seg_perception.pipeline.preprocess.downscale`'s, step for step, so the CPU and GPU paths give the same model
 input up to rounding (cv2 resizes uint8 with 11-bit fixed-point weights and rounds after
 every step; we stay in float32 until the end): every pixel within 1 grey level on the sizes
 the tests cover.
@@ -12,7 +12,7 @@ the tests cover.
 from __future__ import annotations
 
 import torch
-from torch.nn import functional as F  # noqa: N812 - torch convention
+from torch.nn.functional import interpolate
 
 from seg_perception.io.image import ColorOrder
 
@@ -48,11 +48,11 @@ def resize_frames(frames: torch.Tensor, size: tuple[int, int], order: ColorOrder
             halve_y, halve_x = h > 2 * height, w > 2 * width
             if not (halve_x or halve_y):
                 break
-            x = F.interpolate(
+            x = interpolate(
                 x, size=(h // 2 if halve_y else h, w // 2 if halve_x else w), mode="bilinear", align_corners=False
             )
         if tuple(x.shape[-2:]) != (height, width):
-            x = F.interpolate(x, size=(height, width), mode="bilinear", align_corners=False)
+            x = interpolate(x, size=(height, width), mode="bilinear", align_corners=False)
         # floor(x + 0.5): round half up like cv2 (torch.round rounds half to even)
         frames = (x + 0.5).floor_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
     if order is ColorOrder.BGR:

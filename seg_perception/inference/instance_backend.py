@@ -1,14 +1,19 @@
-"""Instance (Mask R-CNN) backends: torch eager, and the ONNX Runtime split graphs.
+"""The ONNX Runtime instance (Mask R-CNN) backend, and the choice of an instance backend.
 
-An instance backend turns a batch of uint8 RGB frames at the model input size into raw
-detections per frame (:class:`seg_perception.pipeline.instance.Detections`, roi masks). The
-ONNX Runtime backend runs the three exported graphs (see :mod:`.instance_export`) with
-torchvision's anchor decoding, NMS and RoIAlign between them, on the same torch model object
-as the segmenter, so every threshold the segmenter sets on it applies.
+:class:`OnnxRuntimeInstanceBackend` runs the three split graphs that
+:mod:`seg_perception.export.instance` exports, in ONNX Runtime (CPU), with torchvision's
+anchor decoding, NMS and RoIAlign between them
+(:func:`~seg_perception.inference.instance_split.split_detect`), on the same torch model
+object as the segmenter, so every threshold the segmenter sets on it applies. Like every
+:class:`~seg_perception.inference.base.InstanceBackend` it turns a batch of uint8 RGB frames
+at the model input size into raw :class:`~seg_perception.inference.base.Detections` per frame
+(roi masks).
 
-An :class:`~seg_perception.pipeline.instance.InstanceSegmenter` detects through its ``backend``
-(eager torch by default); :func:`create_instance_backend` chooses one for the factory
-(``auto``: ONNX Runtime where matching split graphs exist, else torch).
+:func:`create_instance_backend` chooses the backend an
+:class:`~seg_perception.pipeline.instance.InstanceSegmenter` detects through (the factory
+calls it): ``torch`` (:class:`~seg_perception.inference.torch_backend.TorchInstanceBackend`,
+eager, the segmenter's default), ``onnxruntime``, or ``auto`` (ONNX Runtime where matching
+split graphs exist, else torch).
 """
 
 from __future__ import annotations
@@ -17,29 +22,26 @@ import logging
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
-from torch import nn
+import numpy.typing as npt
 
+from seg_perception.config.choices import INSTANCE_BACKEND_CHOICES, PRECISION_CHOICES
 from seg_perception.errors import BackendError, ConfigError
-from seg_perception.export.instance import (
-    PARTS,
-    export_instance_onnx,
-    instance_onnx_matches,
-    ort_runners,
-    split_detect,
-)
-from seg_perception.export.onnx import ort_optimizations_safe, read_onnx_metadata
-from seg_perception.inference.base import PRECISION_CHOICES
-from seg_perception.pipeline.instance import Detections, TorchInstanceBackend
+from seg_perception.inference.artifacts import ort_optimizations_safe, read_onnx_metadata
+from seg_perception.inference.base import Detections, InstanceBackend
+from seg_perception.inference.child_export import export_in_child
+from seg_perception.inference.instance_split import PARTS, instance_onnx_matches, ort_runners, split_detect
+from seg_perception.inference.torch_backend import TorchInstanceBackend
+
+if TYPE_CHECKING:
+    from torchvision.models.detection import MaskRCNN
 
 log = logging.getLogger(__name__)
 
-INSTANCE_BACKEND_CHOICES = ("auto", "onnxruntime", "torch")
 
-
-def _check_frames(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+def _check_frames(frames: npt.NDArray[np.uint8], size: tuple[int, int]) -> npt.NDArray[np.uint8]:
     if frames.ndim != 4 or frames.shape[3] != 3 or frames.dtype != np.uint8:
         raise BackendError(f"frames must be uint8 (N, H, W, 3), got {frames.dtype} {frames.shape}")
     if tuple(frames.shape[1:3]) != tuple(size):
@@ -54,14 +56,14 @@ class OnnxRuntimeInstanceBackend:
 
     model: the torch Mask R-CNN the graphs were exported from (its anchor generator, box
     coders, RoI poolers and thresholds are used; its dense layers are not run).
-    paths: part -> ONNX file (:func:`.instance_export.instance_artifact_paths`).
+    paths: part -> ONNX file (:func:`.instance_split.instance_artifact_paths`).
     """
 
     name = "onnxruntime"
 
     def __init__(
         self,
-        model: nn.Module,
+        model: MaskRCNN,
         paths: Mapping[str, str | Path],
         input_size: tuple[int, int],
         precision: str = "fp32",
@@ -81,6 +83,7 @@ class OnnxRuntimeInstanceBackend:
         except BackendError:
             raise
         except Exception as err:
+            # Broad on purpose: onnxruntime's own (untyped) errors become a BackendError.
             raise BackendError(f"ONNX Runtime cannot load the instance split graphs: {err}") from err
         self.model = model.eval()
         self.paths = {part: Path(paths[part]) for part in PARTS}
@@ -89,18 +92,19 @@ class OnnxRuntimeInstanceBackend:
         self.device = "cpu"
         log.info("onnxruntime: instance split graphs %s (%s) on cpu", self.paths["backbone"].name, precision)
 
-    def detect(self, frames: np.ndarray) -> list[Detections]:
+    def detect(self, frames: npt.NDArray[np.uint8]) -> list[Detections]:
         try:
             return split_detect(self.model, _check_frames(frames, self.input_size), self._runners)
         except BackendError:
             raise
         except Exception as err:
+            # Broad on purpose: onnxruntime's own (untyped) errors become a BackendError.
             raise BackendError(f"onnxruntime instance inference failed: {err}") from err
 
     @classmethod
     def from_model(
         cls,
-        model: nn.Module,
+        model: MaskRCNN,
         input_size: tuple[int, int],
         precision: str = "fp32",
         paths: Mapping[str, str | Path] | None = None,
@@ -116,22 +120,22 @@ class OnnxRuntimeInstanceBackend:
                 "them: seg-perception export --model instance --precision int8 --calib FRAMES"
             )
         if paths is not None:
-            export_instance_onnx(model, paths, input_size, precision)
+            export_in_child("instance", model, {part: Path(p) for part, p in paths.items()}, input_size, precision)
             return cls(model, paths, input_size, precision)
         with tempfile.TemporaryDirectory(prefix="seg_inst_ort_") as tmp:  # sessions keep the graphs in memory
             tmp_paths = {part: Path(tmp) / f"instance_{precision}.{part}.onnx" for part in PARTS}
-            export_instance_onnx(model, tmp_paths, input_size, precision)
+            export_in_child("instance", model, tmp_paths, input_size, precision)
             return cls(model, tmp_paths, input_size, precision)
 
 
 def create_instance_backend(
     backend: str,
-    model: nn.Module,
+    model: MaskRCNN,
     input_size: tuple[int, int],
     precision: str,
     paths: Mapping[str, str | Path] | None,
     device: str = "cpu",
-) -> Any:
+) -> InstanceBackend:
     """``torch`` | ``onnxruntime`` | ``auto`` (ONNX Runtime where the split graphs at ``paths``
     exist and fit; else torch, logged)."""
     if backend not in INSTANCE_BACKEND_CHOICES:

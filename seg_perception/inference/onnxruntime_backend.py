@@ -1,4 +1,4 @@
-"""ONNX Runtime backend: runs the exported semantic graph (see :mod:`.onnx_export`).
+"""ONNX Runtime backend: runs the exported semantic graph (see :mod:`seg_perception.export.onnx`).
 
 Sessions are tuned for latency: all graph optimisations, one intra-op thread per core this
 process may use, sequential execution (the graph is a chain; parallel branches only add
@@ -14,27 +14,30 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from torch import nn
 
+from seg_perception.config.choices import PRECISION_CHOICES
 from seg_perception.errors import BackendError
-from seg_perception.export.onnx import (
+from seg_perception.inference.artifacts import (
     ACCEL_INSTALL,
     INPUT_NAME,
     OUTPUT_NAMES,
-    cpu_threads,
-    export_semantic_onnx,
     onnx_metadata_matches,
     ort_optimizations_safe,
 )
-from seg_perception.inference.base import PRECISION_CHOICES, SemanticOutput
+from seg_perception.inference.base import SemanticOutput
+from seg_perception.inference.child_export import export_in_child
+from seg_perception.inference.threads import cpu_threads
 
 log = logging.getLogger(__name__)
 
 ORT_INSTALL = f"{ACCEL_INSTALL} (or: pip install onnxruntime-gpu==1.24.4)"
 
 
-def import_onnxruntime():  # noqa: ANN201 - the onnxruntime module
-    """onnxruntime, or a BackendError naming the install command."""
+def import_onnxruntime() -> Any:
+    """The onnxruntime module (it ships no type information), or a BackendError naming the
+    install command."""
     try:
         import onnxruntime
     except ImportError as err:
@@ -110,7 +113,7 @@ class OnnxRuntimeSemanticBackend:
         if not safe:
             log.warning(
                 "%s is an int8 graph with fp16 between its Q/DQ nodes (the TensorRT form): ONNX Runtime runs it "
-                "without graph optimisations (slow, see onnx_export.ort_optimizations_safe); for ONNX Runtime "
+                "without graph optimisations (slow, see artifacts.ort_optimizations_safe); for ONNX Runtime "
                 "export int8 with int8_high_precision=fp32",
                 path,
             )
@@ -119,6 +122,7 @@ class OnnxRuntimeSemanticBackend:
         try:
             self._session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
         except Exception as err:
+            # Broad on purpose: onnxruntime's own (untyped) errors become a BackendError.
             raise BackendError(f"ONNX Runtime cannot load {path}: {err}") from err
         used = self._session.get_providers()
         self.device = "cpu" if used[0] == "CPUExecutionProvider" else device if ":" in device else f"{device}:0"
@@ -149,6 +153,7 @@ class OnnxRuntimeSemanticBackend:
         try:
             session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
         except Exception as err:
+            # Broad on purpose: onnxruntime's own (untyped) errors become a BackendError.
             raise BackendError(f"ONNX Runtime cannot load {path}: {err}") from err
         raw = session.get_modelmeta().custom_metadata_map
         prefix = "seg_perception."
@@ -187,15 +192,14 @@ class OnnxRuntimeSemanticBackend:
             )
         size = input_size or (128, 256)
         if onnx_path is not None:
-            export_semantic_onnx(model, onnx_path, size, precision, dynamic_size=input_size is None)
+            export_in_child("semantic", model, Path(onnx_path), size, precision, dynamic_size=input_size is None)
             return cls(onnx_path, device, precision)
         with tempfile.TemporaryDirectory(prefix="seg_ort_") as tmp:  # the session keeps the graph in memory
-            path = export_semantic_onnx(
-                model, Path(tmp) / f"semantic_{precision}.onnx", size, precision, dynamic_size=input_size is None
-            )
+            path = Path(tmp) / f"semantic_{precision}.onnx"
+            export_in_child("semantic", model, path, size, precision, dynamic_size=input_size is None)
             return cls(path, device, precision, trt_cache_dir=Path(tempfile.gettempdir()) / "seg_perception_ort_trt")
 
-    def run(self, frames: np.ndarray, with_confidence: bool = False) -> SemanticOutput:
+    def run(self, frames: npt.NDArray[np.uint8], with_confidence: bool = False) -> SemanticOutput:
         if frames.ndim != 4 or frames.shape[3] != 3 or frames.dtype != np.uint8:
             raise BackendError(f"frames must be uint8 (N, H, W, 3), got {frames.dtype} {frames.shape}")
         for got, want in zip(frames.shape[1:3], self._size):
@@ -208,5 +212,6 @@ class OnnxRuntimeSemanticBackend:
         try:
             outs = self._session.run(names, {INPUT_NAME: np.ascontiguousarray(frames)})
         except Exception as err:
+            # Broad on purpose: onnxruntime's own (untyped) errors become a BackendError.
             raise BackendError(f"onnxruntime inference failed: {err}") from err
         return SemanticOutput(outs[0], outs[1] if with_confidence else None)

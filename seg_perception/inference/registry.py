@@ -10,8 +10,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from seg_perception.config.choices import BACKEND_CHOICES
 from seg_perception.errors import BackendError, ConfigError
-from seg_perception.inference.base import BACKEND_CHOICES, SemanticBackend
+from seg_perception.inference.base import SemanticBackend
 from seg_perception.inference.torch_backend import TorchSemanticBackend
 
 log = logging.getLogger(__name__)
@@ -20,8 +21,8 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class SemanticArtifacts:
     """Files of one (model, input size, precision): the exported ONNX and the TensorRT engine
-    built from it (see engine_build.artifact_paths). None = not known; input_size None = the
-    ONNX Runtime graph is exported with a dynamic size."""
+    built from it (see :func:`seg_perception.inference.artifacts.artifact_paths`). None = not
+    known; input_size None = the ONNX Runtime graph is exported with a dynamic size."""
 
     onnx: Path | None = None
     engine: Path | None = None

@@ -1,4 +1,5 @@
-"""TensorRT backend: runs an engine built by :mod:`.engine_build` on torch's CUDA stream.
+"""TensorRT backend: runs an engine built by :mod:`seg_perception.export.engine_build` on torch's
+CUDA stream.
 
 Engine I/O is bound to preallocated torch CUDA tensors (``set_tensor_address``) and the
 engine is enqueued with ``execute_async_v3`` on ``torch.cuda.current_stream()``: one CUDA
@@ -15,19 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import torch
 
 from seg_perception.errors import BackendError
-from seg_perception.export.engine_build import (
-    GpuInfo,
-    check_sidecar,
-    import_tensorrt,
-    make_logger,
-    read_sidecar,
-    sidecar_path,
-)
-from seg_perception.export.onnx import INPUT_NAME, OUTPUT_NAMES
+from seg_perception.inference.artifacts import INPUT_NAME, OUTPUT_NAMES, check_sidecar, read_sidecar, sidecar_path
 from seg_perception.inference.base import SemanticOutput
+from seg_perception.inference.tensorrt_library import GpuInfo, import_tensorrt, make_logger
 
 log = logging.getLogger(__name__)
 
@@ -68,13 +63,14 @@ class TensorRTSemanticBackend:
             )
         if not engine_path.is_file():
             raise BackendError(
-                f"TensorRT engine not found: {engine_path}; build it: seg-perception build-engine --engine {engine_path} ..."
+                f"TensorRT engine not found: {engine_path}; "
+                f"build it: seg-perception build-engine --engine {engine_path} ..."
             )
         side = read_sidecar(engine_path)
         lib = import_tensorrt(side.get("library"))
         self.device = device if ":" in device else f"cuda:{torch.cuda.current_device()}"
         dev = torch.device(self.device)
-        gpu = GpuInfo(torch.cuda.get_device_name(dev), tuple(torch.cuda.get_device_capability(dev)))
+        gpu = GpuInfo(torch.cuda.get_device_name(dev), torch.cuda.get_device_capability(dev))
         self.sidecar = check_sidecar(engine_path, onnx_path, precision, gpu=gpu, library=lib)
         self.precision = precision
         self.path = engine_path
@@ -85,7 +81,8 @@ class TensorRTSemanticBackend:
             self._engine = self._runtime.deserialize_cuda_engine(engine_path.read_bytes())
             if self._engine is None:
                 raise BackendError(
-                    f"{lib.name} {lib.version} cannot deserialise {engine_path}; rebuild it: {self.sidecar['rebuild_command']}"
+                    f"{lib.name} {lib.version} cannot deserialise {engine_path}; "
+                    f"rebuild it: {self.sidecar['rebuild_command']}"
                 )
             self._context = self._engine.create_execution_context()
             if self._context is None:
@@ -143,7 +140,7 @@ class TensorRTSemanticBackend:
         return self._outputs[OUTPUT_NAMES[0]][:n], self._outputs[OUTPUT_NAMES[1]][:n]
 
     @torch.inference_mode()
-    def run(self, frames: np.ndarray, with_confidence: bool = False) -> SemanticOutput:
+    def run(self, frames: npt.NDArray[np.uint8], with_confidence: bool = False) -> SemanticOutput:
         if frames.ndim != 4 or frames.shape[1:] != (self._height, self._width, 3) or frames.dtype != np.uint8:
             raise BackendError(
                 f"frames must be uint8 (N, {self._height}, {self._width}, 3) for {self.path.name}, "

@@ -4,16 +4,21 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
+import numpy.typing as npt
 import torch
 from torch import nn
 
 from seg_perception.errors import BackendError
-from seg_perception.inference.base import SemanticOutput
+from seg_perception.inference.base import Detections, SemanticOutput
 from seg_perception.inference.torch_runner import TorchFrameRunner
 from seg_perception.io.image import DecodedImage
 from seg_perception.models.semantic import SemanticHead
+
+if TYPE_CHECKING:
+    from torchvision.models.detection import MaskRCNN
 
 
 class TorchSemanticBackend:
@@ -53,7 +58,7 @@ class TorchSemanticBackend:
         self.runner = TorchFrameRunner(self._heads, device, cuda_graphs=cuda_graphs)
 
     @torch.inference_mode()
-    def run(self, frames: np.ndarray, with_confidence: bool = False) -> SemanticOutput:
+    def run(self, frames: npt.NDArray[np.uint8], with_confidence: bool = False) -> SemanticOutput:
         """uint8 (N, H, W, 3) RGB at the model input size (the backend contract)."""
         if self.runner.on_cuda:
             return self.runner.run_batch(frames, with_confidence)
@@ -66,3 +71,31 @@ class TorchSemanticBackend:
         """Decoded frames of any size and colour order -> class ids at ``size`` = (H, W),
         resized on the inference device (see :mod:`.torch_runner`)."""
         return self.runner.run_images(images, size, with_confidence)
+
+
+class TorchInstanceBackend:
+    """Eager torchvision Mask R-CNN: the default instance backend."""
+
+    name = "torch"
+    precision = "fp32"
+
+    def __init__(self, model: MaskRCNN, input_size: tuple[int, int], device: str = "cpu") -> None:
+        self.model, self.input_size, self.device = model, (int(input_size[0]), int(input_size[1])), device
+
+    @torch.inference_mode()
+    def detect(self, frames: npt.NDArray[np.uint8]) -> list[Detections]:
+        """(N, H, W, 3) uint8 RGB at the model input size -> raw detections per frame."""
+        if frames.ndim != 4 or frames.shape[3] != 3 or frames.dtype != np.uint8:
+            raise BackendError(f"frames must be uint8 (N, H, W, 3), got {frames.dtype} {frames.shape}")
+        x = torch.from_numpy(frames).to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
+        model = self.model
+        images, _ = model.transform(list(x))
+        if any(tuple(s) != self.input_size for s in images.image_sizes):
+            raise BackendError(
+                f"frames of {tuple(frames.shape[1:3])} reach the model as {images.image_sizes}; "
+                f"it takes {self.input_size}"
+            )
+        features = model.backbone(images.tensors)
+        proposals, _ = model.rpn(images, features)
+        dets, _ = model.roi_heads(features, proposals, images.image_sizes)
+        return [Detections(d["boxes"].cpu(), d["labels"].cpu(), d["scores"].cpu(), d["masks"].cpu()) for d in dets]

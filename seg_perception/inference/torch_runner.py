@@ -1,7 +1,7 @@
 """The torch backend's frame path: decoded frames of any size in, class ids at the model
 size out, with the per-frame work on the inference device.
 
-On CUDA (the GPU path of issue 7), one call does:
+On CUDA, one call does:
 
 1. every frame of the batch is copied once into a persistent pinned host arena (frames of
    one shape and colour order side by side), and the used part of the arena goes to the
@@ -26,14 +26,18 @@ import logging
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
+import numpy.typing as npt
 import torch
-from torch import nn
 
 from seg_perception.inference.base import SemanticOutput
 from seg_perception.inference.gpu_preprocess import resize_frames
 from seg_perception.io.image import ColorOrder, DecodedImage
+
+if TYPE_CHECKING:
+    from seg_perception.models.semantic import SemanticHead
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +45,12 @@ _WARMUP_RUNS = 3  # eager runs on a side stream before capture (cuDNN/cuBLAS laz
 # torch allows one graph capture at a time per process; runners of different nodes in one
 # process (or a later second model) must not capture concurrently.
 _CAPTURE_LOCK = threading.Lock()
+
+
+def cuda_stream(device: torch.device) -> torch.cuda.Stream:
+    """A new CUDA stream on ``device``."""
+    # torch.cuda.Stream.__new__ has no annotations, so mypy counts the call as untyped.
+    return torch.cuda.Stream(device)  # type: ignore[no-untyped-call]
 
 
 @dataclass
@@ -82,13 +92,14 @@ def group_frames(images: Sequence[DecodedImage]) -> list[_Group]:
 
 
 class TorchFrameRunner:
-    """Runs :class:`SemanticHead` modules (``heads[with_confidence]``, already on ``device``
-    in their dtype) on batches of decoded frames; see the module docstring.
+    """Runs :class:`~seg_perception.models.semantic.SemanticHead` modules
+    (``heads[with_confidence]``, already on ``device`` in their dtype) on batches of decoded
+    frames; see the module docstring.
 
     ``cuda_graphs``: capture CUDA graphs (default: on CUDA). Ignored off CUDA.
     """
 
-    def __init__(self, heads: Mapping[bool, nn.Module], device: str, cuda_graphs: bool = True) -> None:
+    def __init__(self, heads: Mapping[bool, SemanticHead], device: str, cuda_graphs: bool = True) -> None:
         self.device = torch.device(device)
         self.on_cuda = self.device.type == "cuda"
         self._heads = dict(heads)
@@ -102,8 +113,9 @@ class TorchFrameRunner:
         self._stream: torch.cuda.Stream | None = None
         self._done: torch.cuda.Event | None = None
         if self.on_cuda:
-            self._stream = torch.cuda.Stream(self.device)
-            self._done = torch.cuda.Event()
+            self._stream = cuda_stream(self.device)
+            # torch.cuda.Event.__new__ has no annotations, so mypy counts the call as untyped.
+            self._done = torch.cuda.Event()  # type: ignore[no-untyped-call]
             # The weights were copied to the device on the default stream; our stream must
             # not read them before those copies are done.
             torch.cuda.current_stream(self.device).synchronize()
@@ -141,7 +153,7 @@ class TorchFrameRunner:
                     self._stream.synchronize()
                 raise
 
-    def run_batch(self, frames: np.ndarray, with_confidence: bool = False) -> SemanticOutput:
+    def run_batch(self, frames: npt.NDArray[np.uint8], with_confidence: bool = False) -> SemanticOutput:
         """uint8 (N, h, w, 3) RGB already at the model size (the backend contract's ``run``)."""
         if frames.ndim != 4 or frames.shape[3] != 3 or frames.dtype != np.uint8:
             raise ValueError(f"frames must be uint8 (N, H, W, 3), got {frames.dtype} {frames.shape}")
@@ -198,7 +210,8 @@ class TorchFrameRunner:
             if graph is not None:
                 graph.graph.replay()  # on the current stream: ours
                 return graph.classes, graph.confidence
-        return self._heads[with_confidence](batch)
+        # nn.Module calls are typed as returning Any; SemanticHead returns (class ids, confidence).
+        return cast("tuple[torch.Tensor, torch.Tensor]", self._heads[with_confidence](batch))
 
     def _graph(self, batch: torch.Tensor, with_confidence: bool) -> _Graph | None:
         """The graph of this input shape, captured on first use (CUDA only). On failure: one
@@ -209,7 +222,7 @@ class TorchFrameRunner:
         head = self._heads[with_confidence]
         try:
             # Warm-up on a side stream, as torch.cuda.graphs requires before capture.
-            side = torch.cuda.Stream(self.device)
+            side = cuda_stream(self.device)
             side.wait_stream(torch.cuda.current_stream(self.device))
             with torch.cuda.stream(side):
                 for _ in range(_WARMUP_RUNS):
@@ -225,6 +238,7 @@ class TorchFrameRunner:
             with _CAPTURE_LOCK, torch.cuda.graph(graph, stream=self._stream, capture_error_mode="thread_local"):
                 classes, confidence = head(batch)
         except Exception as err:
+            # Broad on purpose: a capture fails in many ways (CUDA, unsupported ops); each means eager.
             self._use_graphs = False
             log.warning(
                 "CUDA graph capture failed for batch %s (%s: %s); running the semantic model eagerly",

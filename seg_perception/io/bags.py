@@ -7,22 +7,22 @@ in ``ros2 bag play`` and bags recorded on a vehicle read here.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import numpy as np
-from rosbags.rosbag2 import Reader, ReaderError, StoragePlugin, Writer
+import numpy.typing as npt
+from rosbags.rosbag2 import Reader, ReaderError, StoragePlugin
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
 from seg_perception.errors import BagError, ImageError
-from seg_perception.io.image import DecodedImage, decode_compressed, decode_image, encode_compressed, encode_image
+from seg_perception.io.compressed import CompressedImageMessage, decode_compressed, encode_compressed
+from seg_perception.io.image import DecodedImage, ImageMessage, decode_image
+from seg_perception.io.image_encode import encode_image
 
 if TYPE_CHECKING:
     from rosbags.interfaces import Connection
-
-    from seg_perception.synthetic.scenes import SyntheticFrame
 
 TYPESTORE = get_typestore(Stores.ROS2_HUMBLE)
 IMAGE = "sensor_msgs/msg/Image"
@@ -49,6 +49,32 @@ _VISION_MSGS = {
 for _name, _text in _VISION_MSGS.items():
     TYPESTORE.register(get_types_from_msg(_text, _name))
 
+
+class _Stamp(Protocol):
+    sec: int
+    nanosec: int
+
+
+class MessageHeader(Protocol):
+    """What is read of a ``std_msgs/Header`` (rosbags or rclpy message alike): its stamp."""
+
+    stamp: _Stamp
+
+
+class DetectedInstance(Protocol):
+    """What :func:`detections_message` reads of an instance (the pipeline's InstanceRecord)."""
+
+    # Read-only: the pipeline's records are frozen dataclasses.
+    @property
+    def value(self) -> int: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def score(self) -> float: ...
+    @property
+    def bbox(self) -> tuple[float, float, float, float]: ...
+
+
 # Ground-truth topics of generated drives, under the camera namespace.
 GT_LABEL_IDS = "gt/label_ids"  # mono8, Cityscapes label ids
 GT_INSTANCE_IDS = "gt/instance_ids"  # mono16, Cityscapes instanceIds encoding
@@ -63,12 +89,12 @@ def header(stamp_ns: int, frame_id: str) -> Any:
     )
 
 
-def stamp_ns(msg_header: Any) -> int:
+def stamp_ns(msg_header: MessageHeader) -> int:
     """Nanoseconds of a header's stamp (rosbags or rclpy message alike)."""
     return int(msg_header.stamp.sec) * 1_000_000_000 + int(msg_header.stamp.nanosec)
 
 
-def image_message(pixels: np.ndarray, encoding: str, stamp_ns: int, frame_id: str, *, msg_header: Any = None) -> Any:
+def image_message(pixels: npt.ArrayLike, encoding: str, stamp_ns: int, frame_id: str, *, msg_header: Any = None) -> Any:
     """A rosbags Image; ``msg_header`` (copied as is) takes precedence over stamp/frame_id."""
     height, width, step, data = encode_image(pixels, encoding)
     return TYPESTORE.types[IMAGE](
@@ -82,52 +108,11 @@ def image_message(pixels: np.ndarray, encoding: str, stamp_ns: int, frame_id: st
     )
 
 
-def compressed_message(rgb: np.ndarray, fmt: str, stamp_ns: int, frame_id: str) -> Any:
+def compressed_message(rgb: npt.ArrayLike, fmt: str, stamp_ns: int, frame_id: str) -> Any:
     fmt_string, payload = encode_compressed(rgb, fmt)
     return TYPESTORE.types[COMPRESSED](
         header=header(stamp_ns, frame_id), format=fmt_string, data=np.frombuffer(payload, np.uint8)
     )
-
-
-def write_drive_bag(
-    path: str | Path,
-    frames: Iterable[SyntheticFrame],
-    fps: float = 10.0,
-    storage: str = "sqlite3",
-    camera: str = "/camera",
-    compressed: str = "",
-    frame_id: str = "camera_front",
-    start_ns: int = 1_700_000_000_000_000_000,
-) -> Path:
-    """Write a generated drive: ``<camera>/image_raw`` (rgb8, or ``image_raw/compressed``
-    when ``compressed`` is "jpeg"/"png") plus ground-truth topics, stamped at ``fps``."""
-    path = Path(path)
-    if storage not in STORAGES:
-        raise ValueError(f"storage must be one of {sorted(STORAGES)}, got {storage!r}")
-    conditions: list[str] = []
-    with Writer(path, version=8, storage_plugin=STORAGES[storage]) as writer:
-        if compressed:
-            cam = writer.add_connection(f"{camera}/image_raw/compressed", COMPRESSED, typestore=TYPESTORE)
-        else:
-            cam = writer.add_connection(f"{camera}/image_raw", IMAGE, typestore=TYPESTORE)
-        gt_label = writer.add_connection(f"{camera}/{GT_LABEL_IDS}", IMAGE, typestore=TYPESTORE)
-        gt_inst = writer.add_connection(f"{camera}/{GT_INSTANCE_IDS}", IMAGE, typestore=TYPESTORE)
-        gt_cond = writer.add_connection(f"{camera}/{GT_CONDITION}", STRING, typestore=TYPESTORE)
-        for i, frame in enumerate(frames):
-            stamp = start_ns + round(i * 1e9 / fps)
-            if compressed:
-                cam_msg = compressed_message(frame.image, compressed, stamp, frame_id)
-                writer.write(cam, stamp, TYPESTORE.serialize_cdr(cam_msg, COMPRESSED))
-            else:
-                cam_msg = image_message(frame.image, "rgb8", stamp, frame_id)
-                writer.write(cam, stamp, TYPESTORE.serialize_cdr(cam_msg, IMAGE))
-            for conn, pixels, enc in ((gt_label, frame.label_ids, "mono8"), (gt_inst, frame.instance_ids, "mono16")):
-                writer.write(conn, stamp, TYPESTORE.serialize_cdr(image_message(pixels, enc, stamp, frame_id), IMAGE))
-            cond = TYPESTORE.types[STRING](data=frame.condition)
-            writer.write(gt_cond, stamp, TYPESTORE.serialize_cdr(cond, STRING))
-            conditions.append(frame.condition)
-        writer.set_custom_data("seg_perception.synthetic", json.dumps({"frames": len(conditions), "fps": fps}))
-    return path
 
 
 # -- reading ---------------------------------------------------------------------------------
@@ -200,6 +185,7 @@ def read_messages(reader: Reader, connections: Sequence[Connection]) -> Iterator
         except StopIteration:
             return
         except Exception as err:
+            # Broad on purpose: whatever rosbags' storage readers hit on a damaged file is a BagError.
             raise BagError(f"bag {reader.path} is damaged or truncated: {type(err).__name__}: {err}") from err
         yield item
 
@@ -212,7 +198,7 @@ def serialize(msg: Any, msgtype: str) -> bytes:
     return bytes(TYPESTORE.serialize_cdr(msg, msgtype))
 
 
-def detections_message(msg_header: Any, instances: Sequence[Any]) -> Any:
+def detections_message(msg_header: Any, instances: Sequence[DetectedInstance]) -> Any:
     """instance/detections as the nodes publish it (see ros/detections.py), as a rosbags message:
     one Detection2D per instance, ``id`` = its instance_map value, class and score in results."""
     t = TYPESTORE.types
@@ -254,5 +240,9 @@ def decode_frame(raw: bytes | memoryview, msgtype: str) -> tuple[Any, DecodedIma
     try:
         msg = TYPESTORE.deserialize_cdr(raw, msgtype)
     except Exception as err:
+        # Broad on purpose: rosbags' generated deserialisers fail on malformed CDR with any of several errors.
         raise ImageError(f"malformed {msgtype} message ({type(err).__name__}: {err})") from err
-    return msg, decode_compressed(msg) if msgtype == COMPRESSED else decode_image(msg)
+    # rosbags types a deserialised message as object; for these two types it is the message class.
+    if msgtype == COMPRESSED:
+        return msg, decode_compressed(cast("CompressedImageMessage", msg))
+    return msg, decode_image(cast("ImageMessage", msg))

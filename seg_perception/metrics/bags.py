@@ -51,7 +51,7 @@ def add_ground_truth(joiner: FrameJoiner, where: tuple[str, str], msgtype: str, 
     namespace, kind = where
     msg = bags.deserialize(raw, msgtype)
     if msgtype == bags.STRING:
-        # A String has no header: it is logged at its frame's stamp (see bags.write_drive_bag).
+        # A String has no header: it is logged at its frame's stamp (see synthetic.writers.write_drive_bag).
         joiner.add(namespace, logtime, kind, msg.data)
         return
     joiner.add(namespace, bags.stamp_ns(msg.header), kind, np.array(decode_image(msg).pixels))

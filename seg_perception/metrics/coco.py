@@ -19,22 +19,20 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
-import json
-from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
 from seg_perception.errors import ConfigError
 from seg_perception.labels import LabelSet
-from seg_perception.metrics.cityscapes import ArrayOrPath, _as_array, _tables, parse_scores
-
-__all__ = ["coco_ground_truth", "coco_mask_ap", "coco_predictions", "write_coco_json"]
+from seg_perception.metrics.cityscapes.common import IntArray, label_tables
+from seg_perception.metrics.cityscapes.files import ArrayOrPath, InstanceScores, as_array, parse_scores
 
 _CHUNK = 32  # masks encoded per pycocotools call (bounds the (H, W, N) temporary)
 
 
-def _mask_api():
+def _mask_api() -> Any:
     try:
         from pycocotools import mask as mask_api
     except ImportError as err:  # pragma: no cover - pycocotools is a dependency of the metrics
@@ -42,10 +40,10 @@ def _mask_api():
     return mask_api
 
 
-def _encode(ids: np.ndarray, values: np.ndarray) -> list[dict]:
+def _encode(ids: IntArray, values: IntArray) -> list[dict[str, Any]]:
     """RLEs of ``ids == v`` for each v (vectorised per chunk of masks)."""
     mask_api = _mask_api()
-    out: list[dict] = []
+    out: list[dict[str, Any]] = []
     for s in range(0, values.size, _CHUNK):
         vs = values[s : s + _CHUNK]
         stack = np.asfortranarray((ids[:, :, None] == vs[None, None, :]).astype(np.uint8))
@@ -53,21 +51,22 @@ def _encode(ids: np.ndarray, values: np.ndarray) -> list[dict]:
     return out
 
 
-def _rle_json(rle: dict) -> dict:
+def _rle_json(rle: dict[str, Any]) -> dict[str, Any]:
     counts = rle["counts"]
     if isinstance(counts, bytes):
         counts = counts.decode("ascii")
     return {"size": [int(v) for v in rle["size"]], "counts": counts}
 
 
-def coco_ground_truth(frames: Iterable[tuple[str, ArrayOrPath]], label_set: LabelSet | None = None) -> dict:
+def coco_ground_truth(frames: Iterable[tuple[str, ArrayOrPath]], label_set: LabelSet | None = None) -> dict[str, Any]:
     """COCO instance json (``images``, ``annotations``, ``categories``) from ``(stem,
     gtFine_instanceIds)`` pairs; image ids are 1..N in order."""
     mask_api = _mask_api()
-    t = _tables(label_set)
-    images, annotations = [], []
+    t = label_tables(label_set)
+    images: list[dict[str, Any]] = []
+    annotations: list[dict[str, Any]] = []
     for n, (stem, inst_in) in enumerate(frames, start=1):
-        inst = _as_array(inst_in, "ground-truth instanceIds").astype(np.int64)
+        inst = as_array(inst_in, "ground-truth instanceIds").astype(np.int64)
         images.append({"id": n, "file_name": str(stem), "height": int(inst.shape[0]), "width": int(inst.shape[1])})
         vals = np.unique(inst)
         vals = vals[(vals <= 65535) & np.isin(t.value_label[np.clip(vals, 0, 65535)], t.inst_ids)]
@@ -88,17 +87,17 @@ def coco_ground_truth(frames: Iterable[tuple[str, ArrayOrPath]], label_set: Labe
 
 
 def coco_predictions(
-    gt: dict, frames: Iterable[tuple[str, ArrayOrPath, Mapping | Iterable]], label_set: LabelSet | None = None
-) -> list[dict]:
+    gt: dict[str, Any], frames: Iterable[tuple[str, ArrayOrPath, InstanceScores]], label_set: LabelSet | None = None
+) -> list[dict[str, Any]]:
     """COCO results list from ``(stem, instance map, scores)``: one detection per scored value
     of an instance class whose mask is not empty; ``image_id`` looked up by stem in ``gt``."""
-    t = _tables(label_set)
+    t = label_tables(label_set)
     ids = {img["file_name"]: img["id"] for img in gt["images"]}
-    out: list[dict] = []
+    out: list[dict[str, Any]] = []
     for stem, pm_in, scores in frames:
         if stem not in ids:
             raise ConfigError(f"prediction {stem} has no ground-truth image")
-        pm = _as_array(pm_in, "instance map").astype(np.int64)
+        pm = as_array(pm_in, "instance map").astype(np.int64)
         sc = parse_scores(scores)
         present = set(np.unique(pm).tolist())
         vals = np.array([v for v in sc if v in present and v // 1000 in t.inst_ids], np.int64)
@@ -114,7 +113,7 @@ def coco_predictions(
     return out
 
 
-def coco_mask_ap(gt: dict, predictions: Sequence[dict]) -> dict:
+def coco_mask_ap(gt: dict[str, Any], predictions: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Run pycocotools ``COCOeval(iouType="segm")``.
 
     Returns ``AP`` (0.50:0.95), ``AP50``, ``AP75``, ``APs``/``APm``/``APl``, ``AR1``/``AR10``/
@@ -153,11 +152,3 @@ def coco_mask_ap(gt: dict, predictions: Sequence[dict]) -> dict:
         classes[cat_names[cid]] = float(p.mean()) if p.size else float("nan")
     out["classes"] = classes
     return out
-
-
-def write_coco_json(path: str | Path, obj: dict | list) -> Path:
-    """Write a COCO ground-truth dict or results list as JSON."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(json.dumps(obj))
-    return p

@@ -1,7 +1,7 @@
 """Evaluate prediction files against Cityscapes-layout ground truth (``seg-perception eval``).
 
 Ground truth (``gt``): every ``<stem>_gtFine_labelIds.png`` found below ``gt`` (normally
-``gt/gtFine/<split>/<city>/``, as written by :func:`seg_perception.synthetic.scenes.write_cityscapes`
+``gt/gtFine/<split>/<city>/``, as written by :func:`seg_perception.synthetic.writers.write_cityscapes`
 or the real dataset), each with its ``<stem>_gtFine_instanceIds.png`` beside it. A stem is
 ``<city>_<sequence>_<frame>``, e.g. ``synth_000000_000004``; stems must be unique.
 
@@ -40,13 +40,10 @@ from typing import Any, TextIO
 import numpy as np
 
 from seg_perception.errors import ConfigError
-from seg_perception.metrics.cityscapes import (
-    InstanceEvaluator,
-    PanopticEvaluator,
-    SemanticEvaluator,
-    parse_scores,
-    read_png,
-)
+from seg_perception.metrics.cityscapes.files import parse_scores, read_png
+from seg_perception.metrics.cityscapes.instance import InstanceEvaluator
+from seg_perception.metrics.cityscapes.panoptic import PanopticEvaluator
+from seg_perception.metrics.cityscapes.semantic import SemanticEvaluator
 from seg_perception.metrics.coco import coco_ground_truth, coco_mask_ap, coco_predictions
 
 __all__ = ["evaluate_paths", "format_report", "main_eval"]
@@ -97,7 +94,9 @@ def jsonable(x: Any) -> Any:
 _STDOUT: Any = object()
 
 
-def evaluate_paths(pred: Path, gt: Path, json_out: Path | None = None, *, out: TextIO | None = _STDOUT) -> dict:
+def evaluate_paths(
+    pred: Path, gt: Path, json_out: Path | None = None, *, out: TextIO | None = _STDOUT
+) -> dict[str, Any]:
     """Evaluate every prediction kind present under ``pred`` against ``gt`` (see module doc);
     print a table to ``out`` (default stdout, None: silent) and write ``json_out`` if given."""
     if out is _STDOUT:
@@ -191,7 +190,7 @@ def _f(v: float | None, pct: bool = False) -> str:
     return f"{100 * v:5.1f}" if pct else f"{v:5.3f}"
 
 
-def format_report(result: dict) -> str:
+def format_report(result: dict[str, Any]) -> str:
     """The readable tables of :func:`evaluate_paths` (Cityscapes script conventions)."""
     lines = [f"evaluated {result['frames']} frames: {result.get('pred', '')} vs {result.get('gt', '')}"]
     sem = result.get("semantic")

@@ -12,10 +12,12 @@ from typing import Any
 
 import numpy as np
 
-from seg_perception.evaluation import confusion_matrix, summarize
 from seg_perception.labels import LabelSet
-from seg_perception.metrics.cityscapes import InstanceEvaluator, PanopticEvaluator, SemanticEvaluator
+from seg_perception.metrics.cityscapes.instance import InstanceEvaluator
+from seg_perception.metrics.cityscapes.panoptic import PanopticEvaluator
+from seg_perception.metrics.cityscapes.semantic import SemanticEvaluator
 from seg_perception.metrics.coco import coco_ground_truth, coco_mask_ap, coco_predictions
+from seg_perception.metrics.confusion import confusion_matrix, summarize
 
 
 class StreamEvaluator:
@@ -31,10 +33,10 @@ class StreamEvaluator:
         self._semantic: SemanticEvaluator | None = None
         self._instance: InstanceEvaluator | None = None
         self._panoptic: PanopticEvaluator | None = None
-        self._coco_images: list[dict] = []
-        self._coco_annotations: list[dict] = []
-        self._coco_predictions: list[dict] = []
-        self._coco_categories: list[dict] = []
+        self._coco_images: list[dict[str, Any]] = []
+        self._coco_annotations: list[dict[str, Any]] = []
+        self._coco_predictions: list[dict[str, Any]] = []
+        self._coco_categories: list[dict[str, Any]] = []
         self._conditions: dict[str, np.ndarray] = {}
         self._condition_frames: dict[str, int] = {}
 

@@ -23,19 +23,22 @@ checkpoint load:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 import yaml
 from torch import nn
 
+from seg_perception.config.choices import instance_model
 from seg_perception.errors import CheckpointError, ConfigError
 from seg_perception.labels import LabelSet
 from seg_perception.models.semantic import load_weights, read_checkpoint
 from seg_perception.resources import config_yaml
+
+if TYPE_CHECKING:
+    from torchvision.models.detection import MaskRCNN
 
 log = logging.getLogger(__name__)
 
@@ -75,19 +78,13 @@ MOBILENET_TEST_PROPOSALS = {"rpn_pre_nms_top_n_test": 500, "rpn_post_nms_top_n_t
 MOBILENET_BOX_REPRESENTATION = 512
 
 
-@dataclass(frozen=True)
-class InstanceArchitecture:
-    """What the pipeline needs to know about a Mask R-CNN variant."""
+class MaskRCNNBuilder(Protocol):
+    """(num_classes, min_size, max_size, extra MaskRCNN kwargs) -> an untrained Mask R-CNN."""
 
-    name: str
-    # (num_classes, min_size, max_size, extra MaskRCNN kwargs) -> module
-    build: Callable[..., nn.Module]
-    # GeneralizedRCNNTransform zero-pads batches to a multiple of this; input sizes that are
-    # multiples avoid the padding (not required)
-    size_divisor: int
+    def __call__(self, num_classes: int, min_size: int, max_size: int, **kwargs: Any) -> MaskRCNN: ...
 
 
-def _maskrcnn_resnet50_fpn_v2(num_classes: int, min_size: int, max_size: int, **kwargs: Any) -> nn.Module:
+def _maskrcnn_resnet50_fpn_v2(num_classes: int, min_size: int, max_size: int, **kwargs: Any) -> MaskRCNN:
     from torchvision.models.detection import maskrcnn_resnet50_fpn_v2
 
     return maskrcnn_resnet50_fpn_v2(
@@ -100,7 +97,7 @@ def _maskrcnn_resnet50_fpn_v2(num_classes: int, min_size: int, max_size: int, **
     )
 
 
-def _maskrcnn_mobilenet_v3_large_fpn(num_classes: int, min_size: int, max_size: int, **kwargs: Any) -> nn.Module:
+def _maskrcnn_mobilenet_v3_large_fpn(num_classes: int, min_size: int, max_size: int, **kwargs: Any) -> MaskRCNN:
     from torchvision.models.detection import MaskRCNN
     from torchvision.models.detection.anchor_utils import AnchorGenerator
     from torchvision.models.detection.backbone_utils import mobilenet_backbone
@@ -138,21 +135,12 @@ def _maskrcnn_mobilenet_v3_large_fpn(num_classes: int, min_size: int, max_size: 
     )
 
 
-INSTANCE_ARCHITECTURES: dict[str, InstanceArchitecture] = {
-    "maskrcnn_resnet50_fpn_v2": InstanceArchitecture("maskrcnn_resnet50_fpn_v2", _maskrcnn_resnet50_fpn_v2, 32),
-    "maskrcnn_mobilenet_v3_large_fpn": InstanceArchitecture(
-        "maskrcnn_mobilenet_v3_large_fpn", _maskrcnn_mobilenet_v3_large_fpn, 32
-    ),
+# Untrained Mask R-CNN builders by architecture name. The names, and the multiple batches are
+# padded to, are the configuration's (config/choices.py).
+INSTANCE_ARCHITECTURES: dict[str, MaskRCNNBuilder] = {
+    "maskrcnn_resnet50_fpn_v2": _maskrcnn_resnet50_fpn_v2,
+    "maskrcnn_mobilenet_v3_large_fpn": _maskrcnn_mobilenet_v3_large_fpn,
 }
-
-
-def instance_architecture(name: str) -> InstanceArchitecture:
-    try:
-        return INSTANCE_ARCHITECTURES[name]
-    except KeyError:
-        raise ConfigError(
-            f"unknown instance model {name!r}; expected one of {sorted(INSTANCE_ARCHITECTURES)}"
-        ) from None
 
 
 def instance_class_names(labels: LabelSet) -> list[str]:
@@ -198,10 +186,9 @@ def coco_rows(coco_mapping: Mapping[str, str], class_names: Sequence[str]) -> li
             raise ConfigError(
                 f"COCO mapping: {coco_name!r} -> {label!r}, but the model's classes are {list(class_names[1:])}"
             )
-        if rows[ours[label]] is not None:
-            raise ConfigError(
-                f"COCO mapping: {label!r} is the target of both {coco[rows[ours[label]]]!r} and {coco_name!r}"
-            )
+        previous = rows[ours[label]]
+        if previous is not None:
+            raise ConfigError(f"COCO mapping: {label!r} is the target of both {coco[previous]!r} and {coco_name!r}")
         rows[ours[label]] = coco_index[coco_name]
     return rows
 
@@ -252,7 +239,7 @@ def build_instance_model(
     coco_mapping: Mapping[str, str] | None = None,
     class_names: Sequence[str] | None = None,
     **model_kwargs: Any,
-) -> tuple[nn.Module, dict[str, Any]]:
+) -> tuple[MaskRCNN, dict[str, Any]]:
     """Build a Mask R-CNN in eval mode; load ``checkpoint`` when given.
 
     ``min_size``/``max_size`` configure torchvision's GeneralizedRCNNTransform: with the
@@ -263,7 +250,7 @@ def build_instance_model(
     torchvision's ``MaskRCNN`` (e.g. ``box_batch_size_per_image``). Without a checkpoint the
     weights are untrained but reproducible (seeded). Returns (model, checkpoint meta).
     """
-    arch = instance_architecture(arch_name)
+    instance_model(arch_name)  # a ConfigError naming the known architectures
     if num_classes < 2:
         raise ConfigError(f"an instance model needs background + at least one class, got num_classes={num_classes}")
     if class_names is not None and len(class_names) != num_classes:
@@ -273,7 +260,7 @@ def build_instance_model(
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = arch.build(num_classes, min_size, max_size, **model_kwargs)
+        model = INSTANCE_ARCHITECTURES[arch_name](num_classes, min_size, max_size, **model_kwargs)
     meta: dict[str, Any] = {}
     if checkpoint:
         source = str(checkpoint)
@@ -298,7 +285,8 @@ def build_instance_model(
             recorded = meta.get("classes")
             if recorded is not None and class_names is not None and list(recorded) != list(class_names):
                 raise CheckpointError(
-                    f"checkpoint {source} was trained for classes {list(recorded)}, the model expects {list(class_names)}"
+                    f"checkpoint {source} was trained for classes {list(recorded)}, "
+                    f"the model expects {list(class_names)}"
                 )
         load_weights(model, state, source)
     return model.eval(), meta
@@ -313,7 +301,7 @@ def save_instance_checkpoint(
     **meta: Any,
 ) -> Path:
     """Write our card format: ``{"model": state_dict, "meta": {...}}``."""
-    instance_architecture(arch_name)
+    instance_model(arch_name)  # a ConfigError naming the known architectures
     card = {
         "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "meta": {"arch": arch_name, "labels": labels, "classes": list(class_names), **meta},

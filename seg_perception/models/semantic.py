@@ -9,54 +9,41 @@ the weights, as with torchvision's ``Weights``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import nn
 
-from seg_perception.errors import CheckpointError, ConfigError
+from seg_perception.config.choices import semantic_model
+from seg_perception.errors import CheckpointError
+
+if TYPE_CHECKING:
+    from torchvision.models.segmentation import DeepLabV3
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-@dataclass(frozen=True)
-class Architecture:
-    """What the pipeline needs to know about a model family."""
-
-    name: str
-    build: Callable[[int, bool], nn.Module]  # (num_classes, aux_loss) -> module
-    size_divisor: int  # input height and width must be multiples of this (output stride)
-
-
-def _deeplab_mobilenet(num_classes: int, aux: bool) -> nn.Module:
+def _deeplab_mobilenet(num_classes: int, aux: bool) -> DeepLabV3:
     from torchvision.models.segmentation import deeplabv3_mobilenet_v3_large
 
     return deeplabv3_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=num_classes, aux_loss=aux)
 
 
-def _deeplab_resnet50(num_classes: int, aux: bool) -> nn.Module:
+def _deeplab_resnet50(num_classes: int, aux: bool) -> DeepLabV3:
     from torchvision.models.segmentation import deeplabv3_resnet50
 
     return deeplabv3_resnet50(weights=None, weights_backbone=None, num_classes=num_classes, aux_loss=aux)
 
 
-SEMANTIC_ARCHITECTURES: dict[str, Architecture] = {
-    "deeplabv3_mobilenet_v3_large": Architecture("deeplabv3_mobilenet_v3_large", _deeplab_mobilenet, 16),
-    "deeplabv3_resnet50": Architecture("deeplabv3_resnet50", _deeplab_resnet50, 8),
+# (num_classes, aux_loss) -> an untrained DeepLabV3, by architecture name. The names, and the
+# input-size multiple each needs, are the configuration's (config/choices.py).
+SEMANTIC_ARCHITECTURES: dict[str, Callable[[int, bool], DeepLabV3]] = {
+    "deeplabv3_mobilenet_v3_large": _deeplab_mobilenet,
+    "deeplabv3_resnet50": _deeplab_resnet50,
 }
-
-
-def semantic_architecture(name: str) -> Architecture:
-    try:
-        return SEMANTIC_ARCHITECTURES[name]
-    except KeyError:
-        raise ConfigError(
-            f"unknown semantic model {name!r}; expected one of {sorted(SEMANTIC_ARCHITECTURES)}"
-        ) from None
 
 
 def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -68,6 +55,7 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
     try:
         raw = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as err:
+        # Broad on purpose: torch.load fails on foreign or corrupt files with many error types (zip, pickle, runtime).
         raise CheckpointError(f"checkpoint {p} is not a readable torch file: {err}") from err
     if not isinstance(raw, Mapping):
         raise CheckpointError(f"checkpoint {p} holds a {type(raw).__name__}, expected a state dict")
@@ -117,13 +105,14 @@ def _head(items: list[str], n: int = 5) -> str:
 
 def build_semantic_model(
     arch_name: str, num_classes: int, checkpoint: str | Path | None, seed: int = 0
-) -> tuple[nn.Module, dict[str, Any]]:
+) -> tuple[DeepLabV3, dict[str, Any]]:
     """Build a DeepLabV3 in eval mode; load ``checkpoint`` when given.
 
     Without a checkpoint the weights are untrained but reproducible (seeded), so the offline
     core and a node started with the same settings agree. Returns (model, checkpoint meta).
     """
-    arch = semantic_architecture(arch_name)
+    semantic_model(arch_name)  # a ConfigError naming the known architectures
+    build = SEMANTIC_ARCHITECTURES[arch_name]
     meta: dict[str, Any] = {}
     if checkpoint:
         state, meta = read_checkpoint(checkpoint)
@@ -131,7 +120,7 @@ def build_semantic_model(
             raise CheckpointError(
                 f"checkpoint {checkpoint} is a {meta['arch']!r} model, the config asks for {arch_name!r}"
             )
-        model = arch.build(num_classes, False)
+        model = build(num_classes, False)
         load_weights(model, state, str(checkpoint))
         if "mean" in meta or "std" in meta:
             # The checkpoint's own input normalisation travels with the model into SemanticHead.
@@ -139,7 +128,7 @@ def build_semantic_model(
     else:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            model = arch.build(num_classes, False)
+            model = build(num_classes, False)
     return model.eval(), meta
 
 
@@ -165,11 +154,15 @@ class SemanticHead(nn.Module):
     byte per pixel. With ``with_confidence=False`` the confidence output is empty.
     """
 
+    # Buffers (registered in __init__): x/255 - mean)/std folded into x * scale + shift.
+    scale: torch.Tensor
+    shift: torch.Tensor
+
     def __init__(
         self,
         model: nn.Module,
-        mean: tuple[float, float, float] | None = None,
-        std: tuple[float, float, float] | None = None,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
         with_confidence: bool = True,
     ) -> None:
         super().__init__()
@@ -194,7 +187,8 @@ class SemanticHead(nn.Module):
         """(N, C, H, W) class scores for uint8 (N, H, W, 3) frames (training, evaluation)."""
         # Cast before the permute: TensorRT's ONNX parser rejects a Transpose of uint8.
         x = frames.to(self.scale.dtype).permute(0, 3, 1, 2) * self.scale + self.shift
-        return self.model(x)["out"]
+        # torchvision's segmentation models return {"out": logits[, "aux": ...]}; nn.Module calls are untyped.
+        return cast(torch.Tensor, self.model(x)["out"])
 
     def forward(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         logits = self.logits(frames)

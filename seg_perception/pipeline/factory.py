@@ -31,24 +31,32 @@ def instance_from_config(config: InstanceModelConfig) -> InstanceSegmenter:
         if not torch.cuda.is_available():
             raise BackendError("device cuda requested but torch sees no CUDA GPU")
     size = (config.input_height, config.input_width)
-    kwargs = dict(
-        coco_mapping=load_coco_mapping(config.coco_mapping) if config.coco_mapping else None,
-        device=device,
-        score_threshold=config.score_threshold,
-        mask_threshold=config.mask_threshold,
-        max_instances=config.max_instances,
-    )
-    if config.backend == "torch" or (config.backend == "auto" and device != "cpu"):
-        return InstanceSegmenter.build(config.model, config.labels, config.checkpoint or None, size, **kwargs)
+    coco_mapping = load_coco_mapping(config.coco_mapping) if config.coco_mapping else None
 
-    from seg_perception.export.instance import instance_artifact_paths
+    def build() -> InstanceSegmenter:
+        return InstanceSegmenter.build(
+            config.model,
+            config.labels,
+            config.checkpoint or None,
+            size,
+            coco_mapping=coco_mapping,
+            device=device,
+            score_threshold=config.score_threshold,
+            mask_threshold=config.mask_threshold,
+            max_instances=config.max_instances,
+        )
+
+    if config.backend == "torch" or (config.backend == "auto" and device != "cpu"):
+        return build()
+
     from seg_perception.inference.instance_backend import create_instance_backend
+    from seg_perception.inference.instance_split import instance_artifact_paths
 
     engines_dir = config.engines_dir  # resolved against the share directory by the config
     paths = {
         part: onnx
         for part, (onnx, _) in instance_artifact_paths(engines_dir, config.model, size, config.precision).items()
     }
-    segmenter = InstanceSegmenter.build(config.model, config.labels, config.checkpoint or None, size, **kwargs)
+    segmenter = build()
     segmenter.backend = create_instance_backend(config.backend, segmenter.model, size, config.precision, paths, device)
     return segmenter

@@ -29,20 +29,30 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
+import numpy.typing as npt
 import torch
-from torch.nn import functional as F  # noqa: N812 - torch convention
+from torch.nn.functional import interpolate
 from torchvision.models.detection.roi_heads import expand_boxes, expand_masks
 from torchvision.models.detection.transform import resize_boxes
 
-from seg_perception.errors import BackendError, ConfigError
+from seg_perception.errors import ConfigError
+from seg_perception.inference.base import Detections, InstanceBackend
+from seg_perception.inference.torch_backend import TorchInstanceBackend
 from seg_perception.io.image import DecodedImage, to_rgb
 from seg_perception.labels import Label, LabelSet, load_label_set
 from seg_perception.models.instance import build_instance_model, instance_class_names
+from seg_perception.pipeline.overlays import draw_instance_overlay
 from seg_perception.pipeline.preprocess import resize_batch
+
+if TYPE_CHECKING:
+    from torchvision.models.detection import MaskRCNN
+
+# Detections of one frame as numpy arrays or torch tensors (instances_from_detections).
+DetectionArray = torch.Tensor | npt.ArrayLike
 
 log = logging.getLogger(__name__)
 
@@ -77,22 +87,8 @@ class InstanceRecord:
 class InstanceResult:
     """instance_map: (H, W) uint16 at the input resolution; instances by descending score."""
 
-    instance_map: np.ndarray
+    instance_map: npt.NDArray[np.uint16]
     instances: list[InstanceRecord]
-
-
-@dataclass(frozen=True)
-class Detections:
-    """Raw detections of one frame at the model input size (what a backend returns).
-
-    boxes (n, 4) float32 in model pixels, labels (n,) int64 model class indices (1..K),
-    scores (n,) float32, masks (n, 1, M, M) float32 per-box probabilities (roi layout).
-    """
-
-    boxes: torch.Tensor
-    labels: torch.Tensor
-    scores: torch.Tensor
-    masks: torch.Tensor
 
 
 def check_instance_encoding(classes: Sequence[Label], max_instances: int) -> None:
@@ -117,10 +113,10 @@ def check_instance_encoding(classes: Sequence[Label], max_instances: int) -> Non
 
 
 def instances_from_detections(
-    boxes: Any,
-    labels: Any,
-    scores: Any,
-    masks: Any,
+    boxes: DetectionArray,
+    labels: DetectionArray,
+    scores: DetectionArray,
+    masks: DetectionArray,
     classes: Sequence[Label],
     *,
     image_size: tuple[int, int] | None = None,
@@ -222,14 +218,14 @@ def instances_from_detections(
     return InstanceResult(lut[index_map], records)
 
 
-def _as_tensor(x: Any, dtype: torch.dtype) -> torch.Tensor:
+def _as_tensor(x: DetectionArray, dtype: torch.dtype) -> torch.Tensor:
     t = x.detach() if isinstance(x, torch.Tensor) else torch.from_numpy(np.asarray(x))
     return t.to(device="cpu", dtype=dtype)
 
 
 def _paste_roi_masks(
     masks: torch.Tensor, boxes: torch.Tensor, size: tuple[int, int], threshold: float
-) -> list[tuple[int, int, np.ndarray]]:
+) -> list[tuple[int, int, npt.NDArray[np.bool_]]]:
     """Per-box (M, M) masks -> (y0, x0, boolean crop) inside the image, pixel for pixel what
     torchvision's ``paste_masks_in_image`` gives (then ``> threshold``), without building
     full-frame arrays."""
@@ -247,38 +243,10 @@ def _paste_roi_masks(
         if x1 <= x0 or y1 <= y0:
             crops.append((0, 0, np.zeros((0, 0), bool)))
             continue
-        resized = F.interpolate(m[None], size=(h, w), mode="bilinear", align_corners=False)[0, 0]
+        resized = interpolate(m[None], size=(h, w), mode="bilinear", align_corners=False)[0, 0]
         crop = resized[y0 - by0 : y1 - by0, x0 - bx0 : x1 - bx0] > threshold
         crops.append((y0, x0, crop.numpy()))
     return crops
-
-
-class TorchInstanceBackend:
-    """Eager torchvision Mask R-CNN: the default instance backend."""
-
-    name = "torch"
-    precision = "fp32"
-
-    def __init__(self, model: torch.nn.Module, input_size: tuple[int, int], device: str = "cpu") -> None:
-        self.model, self.input_size, self.device = model, (int(input_size[0]), int(input_size[1])), device
-
-    @torch.inference_mode()
-    def detect(self, frames: np.ndarray) -> list[Detections]:
-        """(N, H, W, 3) uint8 RGB at the model input size -> raw detections per frame."""
-        if frames.ndim != 4 or frames.shape[3] != 3 or frames.dtype != np.uint8:
-            raise BackendError(f"frames must be uint8 (N, H, W, 3), got {frames.dtype} {frames.shape}")
-        x = torch.from_numpy(frames).to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
-        model = self.model
-        images, _ = model.transform(list(x))
-        if any(tuple(s) != self.input_size for s in images.image_sizes):
-            raise BackendError(
-                f"frames of {tuple(frames.shape[1:3])} reach the model as {images.image_sizes}; "
-                f"it takes {self.input_size}"
-            )
-        features = model.backbone(images.tensors)
-        proposals, _ = model.rpn(images, features)
-        dets, _ = model.roi_heads(features, proposals, images.image_sizes)
-        return [Detections(d["boxes"].cpu(), d["labels"].cpu(), d["scores"].cpu(), d["masks"].cpu()) for d in dets]
 
 
 class InstanceSegmenter:
@@ -292,7 +260,7 @@ class InstanceSegmenter:
 
     def __init__(
         self,
-        model: torch.nn.Module,
+        model: MaskRCNN,
         labels: LabelSet,
         input_size: tuple[int, int],
         *,
@@ -329,11 +297,11 @@ class InstanceSegmenter:
         model.roi_heads.score_thresh = float(np.nextafter(np.float32(score_threshold), np.float32(-1)))
         model.roi_heads.detections_per_img = self.max_instances
         self.model = model.to(device).eval()
-        self._batch: np.ndarray | None = None
+        self._batch: npt.NDArray[np.uint8] | None = None
         # Whatever runs detection (``detect(frames) -> list[Detections]``, ``name``, ``device``,
         # ``precision``). Backends use this model object, so the thresholds set above apply to
         # them too; pipeline/factory.py may replace it with the ONNX Runtime split.
-        self.backend: Any = TorchInstanceBackend(self.model, self.input_size, device)
+        self.backend: InstanceBackend = TorchInstanceBackend(self.model, self.input_size, device)
 
     @classmethod
     def build(
@@ -346,7 +314,9 @@ class InstanceSegmenter:
         coco_mapping: Mapping[str, str] | None = None,
         seed: int = 0,
         device: str = "cpu",
-        **thresholds: Any,
+        score_threshold: float = 0.5,
+        mask_threshold: float = 0.5,
+        max_instances: int = 100,
     ) -> InstanceSegmenter:
         """Build the model for a label set (and load a checkpoint) and wrap it."""
         label_set = load_label_set(labels) if isinstance(labels, (str, Path)) else labels
@@ -363,9 +333,17 @@ class InstanceSegmenter:
         )
         if meta.get("labels") not in (None, label_set.name):
             log.warning("checkpoint was trained on label set %r, the config uses %r", meta["labels"], label_set.name)
-        return cls(model, label_set, input_size, device=device, **thresholds)
+        return cls(
+            model,
+            label_set,
+            input_size,
+            device=device,
+            score_threshold=score_threshold,
+            mask_threshold=mask_threshold,
+            max_instances=max_instances,
+        )
 
-    def detect(self, batch: np.ndarray) -> list[Detections]:
+    def detect(self, batch: npt.NDArray[np.uint8]) -> list[Detections]:
         """(N, H, W, 3) uint8 RGB at the model input size -> raw detections per frame, on
         ``self.backend`` (eager torch unless the factory chose the ONNX Runtime split)."""
         return self.backend.detect(batch)
@@ -394,54 +372,5 @@ class InstanceSegmenter:
             )
         return results
 
-    def overlay(self, image: DecodedImage, result: InstanceResult, alpha: float = 0.5) -> np.ndarray:
+    def overlay(self, image: DecodedImage, result: InstanceResult, alpha: float = 0.5) -> npt.NDArray[np.uint8]:
         return draw_instance_overlay(to_rgb(image), result, self.palette, alpha)
-
-
-_SHADES = (1.0, 0.7, 1.3, 0.5, 1.5)  # instances of one class differ in brightness
-
-
-def draw_instance_overlay(
-    rgb: np.ndarray,
-    result: InstanceResult,
-    palette: np.ndarray,
-    alpha: float = 0.5,
-    draw_boxes: bool = True,
-    draw_labels: bool = True,
-) -> np.ndarray:
-    """(H, W, 3) uint8 RGB with each instance's mask blended in its class colour (palette by
-    train id, brightness varied by k), its box, and a "class score" label. Returns a new
-    array; ``rgb`` is not modified."""
-    if rgb.shape[:2] != result.instance_map.shape:
-        raise ValueError(f"image {rgb.shape[:2]} and instance map {result.instance_map.shape} differ in size")
-    out = np.array(rgb, dtype=np.uint8, copy=True)
-    colours = {}
-    for r in result.instances:
-        shaded = palette[r.train_id].astype(np.float32) * _SHADES[(r.k - 1) % len(_SHADES)]
-        colours[r.value] = tuple(int(v) for v in np.clip(shaded, 0, 255))
-    inst = result.instance_map
-    on = inst > 0
-    if colours and on.any():
-        lut = np.zeros((UINT16_MAX + 1, 3), np.float32)
-        for value, colour in colours.items():
-            lut[value] = colour
-        blended = alpha * lut[inst[on]] + (1.0 - alpha) * out[on].astype(np.float32)
-        out[on] = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
-    height, width = inst.shape
-    thickness = max(1, round(min(height, width) / 360))
-    font_scale = max(0.35, min(height, width) / 1200)
-    for r in result.instances:
-        colour = colours[r.value]
-        x0, y0, x1, y1 = (int(round(v)) for v in r.bbox)
-        if draw_boxes:
-            cv2.rectangle(out, (x0, y0), (max(x1 - 1, x0), max(y1 - 1, y0)), colour, thickness)
-        if draw_labels:
-            text = f"{r.name} {r.score:.2f}"
-            (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)
-            ty = y0 - 2 if y0 - th - base - 2 >= 0 else min(y0 + th + base + 2, height - 1)
-            tx = min(max(x0, 0), max(width - tw, 0))
-            cv2.rectangle(out, (tx, ty - th - base), (tx + tw, ty), colour, cv2.FILLED)
-            luminance = 0.299 * colour[0] + 0.587 * colour[1] + 0.114 * colour[2]
-            ink = (0, 0, 0) if luminance > 128 else (255, 255, 255)
-            cv2.putText(out, text, (tx, ty - base), cv2.FONT_HERSHEY_SIMPLEX, font_scale, ink, 1, cv2.LINE_AA)
-    return out

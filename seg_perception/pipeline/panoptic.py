@@ -32,17 +32,18 @@ stuff can lose all its pixels there).
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 
 from seg_perception.labels import LabelSet
 from seg_perception.pipeline.instance import UINT16_MAX, InstanceResult
 
 
 def fuse_panoptic(
-    class_map: np.ndarray,
+    class_map: npt.NDArray[np.uint8],
     instance_result: InstanceResult,
     label_set: LabelSet,
     instance_overrides_stuff_score: float = 0.5,
-) -> np.ndarray:
+) -> npt.NDArray[np.uint16]:
     """(H, W) uint8 train ids + the same frame's :class:`InstanceResult` -> (H, W) uint16
     panoptic map (see the module docstring for the rule)."""
     inst = instance_result.instance_map

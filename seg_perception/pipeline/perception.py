@@ -6,22 +6,26 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
+import numpy.typing as npt
 import torch
 
 from seg_perception.config.records import InstanceModelConfig, SemanticModelConfig, section
 from seg_perception.errors import ConfigError
+from seg_perception.inference.torch_runner import cuda_stream
 from seg_perception.io.image import DecodedImage, to_rgb
 from seg_perception.labels import LabelSet
 from seg_perception.pipeline.factory import instance_from_config
-from seg_perception.pipeline.instance import InstanceResult, InstanceSegmenter, draw_instance_overlay
+from seg_perception.pipeline.instance import InstanceResult, InstanceSegmenter
+from seg_perception.pipeline.overlays import blend_overlay, draw_instance_overlay
 from seg_perception.pipeline.panoptic import fuse_panoptic
-from seg_perception.pipeline.postprocess import blend_overlay
 from seg_perception.pipeline.semantic import SemanticResult, SemanticSegmenter
 
 MODELS = ("semantic", "instance")
+
+_Result = TypeVar("_Result")
 
 
 @dataclass(frozen=True)
@@ -31,7 +35,7 @@ class FrameResult:
 
     semantic: SemanticResult | None
     instance: InstanceResult | None
-    panoptic: np.ndarray | None
+    panoptic: npt.NDArray[np.uint16] | None
 
 
 def parse_models(spec: str | Sequence[str]) -> tuple[str, ...]:
@@ -72,7 +76,7 @@ class PerceptionCore:
         if semantic is not None and instance is not None and on_gpu:
             for name, device in (("semantic", semantic.backend.device), ("instance", instance.device)):
                 if torch.device(device).type == "cuda":
-                    self._streams[name] = torch.cuda.Stream(torch.device(device))
+                    self._streams[name] = cuda_stream(torch.device(device))
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any], models: Sequence[str] = MODELS) -> PerceptionCore:
@@ -87,7 +91,10 @@ class PerceptionCore:
 
     @property
     def labels(self) -> LabelSet:
-        return self.semantic.labels if self.semantic is not None else self.instance.labels  # type: ignore[union-attr]
+        if self.semantic is not None:
+            return self.semantic.labels
+        assert self.instance is not None  # __init__ refuses a core without models
+        return self.instance.labels
 
     @property
     def models(self) -> tuple[str, ...]:
@@ -101,7 +108,8 @@ class PerceptionCore:
         if self._pool and self.instance:
             pending = self._pool.submit(self._on_stream, "instance", self.instance.segment, images)
         if self.semantic is not None:
-            semantic = list(self._on_stream("semantic", self.semantic.segment, images, with_confidence=with_confidence))
+            segmented = self._on_stream("semantic", self.semantic.segment, images, with_confidence=with_confidence)
+            semantic = list(segmented)
         if pending is not None:
             instance = list(pending.result())
         elif self.instance is not None:
@@ -109,8 +117,8 @@ class PerceptionCore:
         return [FrameResult(s, i, self.panoptic(s, i)) for s, i in zip(semantic, instance)]
 
     def _on_stream(
-        self, model: str, segment: Callable[..., list[Any]], images: Sequence[DecodedImage], **kwargs: Any
-    ) -> list[Any]:
+        self, model: str, segment: Callable[..., list[_Result]], images: Sequence[DecodedImage], **kwargs: Any
+    ) -> list[_Result]:
         """``segment(images, **kwargs)`` with ``model``'s CUDA stream as the current stream
         (when it has one), synchronised before the results go to another thread."""
         stream = self._streams.get(model)
@@ -130,16 +138,20 @@ class PerceptionCore:
             self._pool.shutdown(wait=True)
             self._pool = None
 
-    def panoptic(self, semantic: SemanticResult | None, instance: InstanceResult | None) -> np.ndarray | None:
+    def panoptic(
+        self, semantic: SemanticResult | None, instance: InstanceResult | None
+    ) -> npt.NDArray[np.uint16] | None:
         if semantic is None or instance is None:
             return None
         return fuse_panoptic(semantic.class_map, instance, self.labels, self.overrides_stuff_score)
 
-    def overlays(self, image: DecodedImage, result: FrameResult, alpha: float = 0.5) -> dict[str, np.ndarray]:
+    def overlays(
+        self, image: DecodedImage, result: FrameResult, alpha: float = 0.5
+    ) -> dict[str, npt.NDArray[np.uint8]]:
         """RGB overlays by output name: ``semantic``, ``instance`` and ``panoptic`` (the
         semantic colours with the instances drawn over them), as far as the models allow."""
         rgb = to_rgb(image)
-        out: dict[str, np.ndarray] = {}
+        out: dict[str, npt.NDArray[np.uint8]] = {}
         palette = self.labels.palette()
         if result.semantic is not None:
             out["semantic"] = blend_overlay(rgb, result.semantic.class_map, palette, alpha)
@@ -150,8 +162,8 @@ class PerceptionCore:
         return out
 
     def panoptic_overlay(
-        self, rgb: np.ndarray, panoptic: np.ndarray, instance: InstanceResult, alpha: float
-    ) -> np.ndarray:
+        self, rgb: npt.NDArray[np.uint8], panoptic: npt.NDArray[np.uint16], instance: InstanceResult, alpha: float
+    ) -> npt.NDArray[np.uint8]:
         """Stuff (and unclaimed thing pixels) in class colours, each kept instance in its own
         shade, both read from the panoptic map itself, so the overlay shows what was fused."""
         label_to_train = self.labels.label_to_train_id()

@@ -1,14 +1,21 @@
-"""Model-size results -> input-size maps, and overlays for humans."""
+"""Model-size results -> input-size maps, in buffers a message can take without a copy."""
 
 from __future__ import annotations
 
 import array
+from typing import Any, TypeVar, cast, overload
 
 import cv2
 import numpy as np
+import numpy.typing as npt
+
+_Label = TypeVar("_Label", bound=np.integer[Any])
+_Scalar = TypeVar("_Scalar", bound=np.generic)
 
 
-def upsample_nearest(label_map: np.ndarray, size: tuple[int, int], out: np.ndarray | None = None) -> np.ndarray:
+def upsample_nearest(
+    label_map: npt.NDArray[_Label], size: tuple[int, int], out: npt.NDArray[_Label] | None = None
+) -> npt.NDArray[_Label]:
     """Nearest-neighbour resize of an (h, w) label map to ``size`` = (height, width).
 
     Mapping (the contract tests check): output pixel (y, x) takes the source pixel whose
@@ -35,28 +42,23 @@ def upsample_nearest(label_map: np.ndarray, size: tuple[int, int], out: np.ndarr
         return out
     if label_map.shape[:2] == (height, width):
         return label_map
-    return cv2.resize(label_map, (width, height), interpolation=cv2.INTER_NEAREST_EXACT)
+    # cv2 types its result as any numeric array; a nearest-neighbour resize keeps the dtype.
+    return cast("npt.NDArray[_Label]", cv2.resize(label_map, (width, height), interpolation=cv2.INTER_NEAREST_EXACT))
 
 
-def message_buffer(shape: tuple[int, ...], dtype: np.dtype | type = np.uint8) -> np.ndarray:
+@overload
+def message_buffer(shape: tuple[int, ...]) -> npt.NDArray[np.uint8]: ...
+@overload
+def message_buffer(shape: tuple[int, ...], dtype: type[_Scalar] | np.dtype[_Scalar]) -> npt.NDArray[_Scalar]: ...
+def message_buffer(shape: tuple[int, ...], dtype: npt.DTypeLike = np.uint8) -> npt.NDArray[Any]:
     """A new zeroed C-contiguous array whose memory is an ``array.array('B')``.
 
     rclpy keeps an ``array.array('B')`` assigned to a uint8[] field (``Image.data``) as is,
-    so :func:`seg_perception.ros.messages.image_msg` turns such an array into a message
+    so :func:`seg_perception.io.image_messages.build_image_message` turns such an array into a message
     without copying it (any other array costs one copy). Each call allocates a fresh buffer:
     results never alias each other.
     """
-    dtype = np.dtype(dtype)
-    nbytes = int(np.prod(shape)) * dtype.itemsize
+    item = np.dtype(dtype)
+    nbytes = int(np.prod(shape)) * item.itemsize
     data = array.array("B", bytes(1)) * nbytes  # zero-filled at memset speed
-    return np.frombuffer(data, dtype=dtype).reshape(shape)
-
-
-def colorize(label_map: np.ndarray, palette: np.ndarray) -> np.ndarray:
-    """(H, W) ids -> (H, W, 3) uint8 colours from a (256, 3) palette."""
-    return palette[label_map]
-
-
-def blend_overlay(rgb: np.ndarray, label_map: np.ndarray, palette: np.ndarray, alpha: float) -> np.ndarray:
-    """(H, W, 3) RGB image blended with the colourised label map; alpha = label weight."""
-    return cv2.addWeighted(colorize(label_map, palette), alpha, rgb, 1.0 - alpha, 0.0)
+    return np.frombuffer(data, dtype=item).reshape(shape)

@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, cast
 
 import cv2
 import numpy as np
+import numpy.typing as npt
 
 from seg_perception.io.image import ColorOrder, DecodedImage
+
+if TYPE_CHECKING:
+    from cv2.typing import MatLike
 
 _TO_RGB = {ColorOrder.BGR: cv2.COLOR_BGR2RGB, ColorOrder.MONO: cv2.COLOR_GRAY2RGB}
 
 
-def resize_batch(images: Sequence[DecodedImage], size: tuple[int, int], out: np.ndarray | None = None) -> np.ndarray:
+def resize_batch(
+    images: Sequence[DecodedImage], size: tuple[int, int], out: npt.NDArray[np.uint8] | None = None
+) -> npt.NDArray[np.uint8]:
     """Resize every frame to ``size`` = (height, width) into one (N, H, W, 3) uint8 RGB batch.
 
     Colour conversion happens after the resize, at the (smaller) model size. ``out`` may be
@@ -24,9 +31,9 @@ def resize_batch(images: Sequence[DecodedImage], size: tuple[int, int], out: np.
     if out is None or out.shape != shape:
         out = np.empty(shape, np.uint8)
     for i, img in enumerate(images):
-        src = img.pixels
-        if src.dtype != np.uint8:
-            raise TypeError(f"frames must be 8-bit, got {src.dtype} ({img.order.value})")
+        if img.pixels.dtype != np.uint8:
+            raise TypeError(f"frames must be 8-bit, got {img.pixels.dtype} ({img.order.value})")
+        src = cast("npt.NDArray[np.uint8]", img.pixels)  # checked just above
         if not (src.flags.c_contiguous or _rows_contiguous(src)):
             src = np.ascontiguousarray(src)
         if img.order is ColorOrder.RGB:
@@ -36,7 +43,9 @@ def resize_batch(images: Sequence[DecodedImage], size: tuple[int, int], out: np.
     return out
 
 
-def downscale(src: np.ndarray, size: tuple[int, int], out: np.ndarray | None = None) -> np.ndarray:
+def downscale(
+    src: npt.NDArray[np.uint8], size: tuple[int, int], out: npt.NDArray[np.uint8] | None = None
+) -> npt.NDArray[np.uint8]:
     """Resize an (H, W[, C]) uint8 image to ``size`` = (height, width), anti-aliased.
 
     Each axis that is more than twice the target is halved with ``INTER_LINEAR`` at exactly
@@ -55,14 +64,19 @@ def downscale(src: np.ndarray, size: tuple[int, int], out: np.ndarray | None = N
             break
         # each axis still more than 2x too big is halved (a 2x2, 2x1 or 1x2 box average)
         new_size = (src.shape[1] // 2 if halve_x else src.shape[1], src.shape[0] // 2 if halve_y else src.shape[0])
-        src = cv2.resize(src, new_size, interpolation=cv2.INTER_LINEAR)
+        src = as_uint8(cv2.resize(src, new_size, interpolation=cv2.INTER_LINEAR))
     if out is None:
-        return cv2.resize(src, (width, height), interpolation=cv2.INTER_LINEAR)
+        return as_uint8(cv2.resize(src, (width, height), interpolation=cv2.INTER_LINEAR))
     cv2.resize(src, (width, height), dst=out, interpolation=cv2.INTER_LINEAR)
     return out
 
 
-def _rows_contiguous(a: np.ndarray) -> bool:
+def as_uint8(mat: MatLike) -> npt.NDArray[np.uint8]:
+    """A resize of uint8 pixels: cv2 keeps the depth, but types results as any numeric array."""
+    return cast("npt.NDArray[np.uint8]", mat)
+
+
+def _rows_contiguous(a: npt.NDArray[Any]) -> bool:
     """True when each row is dense (pixels and channels packed) even if rows are padded,
     which OpenCV can read without a copy."""
     itemsize = a.itemsize

@@ -6,14 +6,14 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
+import numpy.typing as npt
 
 from seg_perception.config.records import SemanticModelConfig
-from seg_perception.export.engine_build import artifact_paths
-from seg_perception.inference import SemanticBackend, create_semantic_backend
-from seg_perception.inference.base import FullFrameBackend
+from seg_perception.inference.artifacts import artifact_paths
+from seg_perception.inference.base import FullFrameBackend, SemanticBackend
 from seg_perception.inference.engine_policy import (
     BackgroundEngineBuild,
     BuildJob,
@@ -21,22 +21,28 @@ from seg_perception.inference.engine_policy import (
     plan_engine,
     switch_decision,
 )
-from seg_perception.inference.registry import SemanticArtifacts, resolve_device
+from seg_perception.inference.registry import SemanticArtifacts, create_semantic_backend, resolve_device
 from seg_perception.io.image import DecodedImage, to_rgb
 from seg_perception.labels import LabelSet, load_label_set
 from seg_perception.models.semantic import build_semantic_model
-from seg_perception.pipeline.postprocess import blend_overlay, message_buffer, upsample_nearest
+from seg_perception.pipeline.overlays import blend_overlay
+from seg_perception.pipeline.postprocess import message_buffer, upsample_nearest
 from seg_perception.pipeline.preprocess import resize_batch
 
+if TYPE_CHECKING:
+    from torchvision.models.segmentation import DeepLabV3
+
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
 class SemanticResult:
     """class_map: (H, W) uint8 train ids at the input resolution; confidence likewise, or None."""
 
-    class_map: np.ndarray
-    confidence: np.ndarray | None
+    class_map: npt.NDArray[np.uint8]
+    confidence: npt.NDArray[np.uint8] | None
 
 
 class SemanticSegmenter:
@@ -53,7 +59,7 @@ class SemanticSegmenter:
         self.backend = backend
         self.labels = labels
         self.palette = labels.palette()
-        self._batch: np.ndarray | None = None
+        self._batch: npt.NDArray[np.uint8] | None = None
         self.engine_plan = engine_plan  # what start-up decided about the TensorRT engine
         self.engine_build: BackgroundEngineBuild | None = None
         self._engine_note = ""  # the outcome of the background build
@@ -108,7 +114,7 @@ class SemanticSegmenter:
             results.append(SemanticResult(upsample_nearest(out.class_ids[i], size, out=message_buffer(size)), conf))
         return results
 
-    def overlay(self, image: DecodedImage, result: SemanticResult, alpha: float) -> np.ndarray:
+    def overlay(self, image: DecodedImage, result: SemanticResult, alpha: float) -> npt.NDArray[np.uint8]:
         """(H, W, 3) RGB blend of the frame and its class colours."""
         return blend_overlay(to_rgb(image), result.class_map, self.palette, alpha)
 
@@ -171,6 +177,7 @@ class SemanticSegmenter:
             try:
                 new = open_engine_backend(self.config, plan)
             except Exception as err:
+                # Broad on purpose: the watcher thread's boundary: a broken engine is reported and never switched to.
                 reason = f"{type(err).__name__}: {err}"
             else:
                 old = self.switch_backend(new)
@@ -240,11 +247,11 @@ def _log_event(level: str, message: str) -> None:
     getattr(log, level)(message)
 
 
-def _once(build: Callable[[], Any]) -> Callable[[], Any]:
+def _once(build: Callable[[], _T]) -> Callable[[], _T]:
     """``build`` called at most once (the engine check and the fallback backend share it)."""
-    made: list[Any] = []
+    made: list[_T] = []
 
-    def get() -> Any:
+    def get() -> _T:
         if not made:
             made.append(build())
         return made[0]
@@ -252,7 +259,7 @@ def _once(build: Callable[[], Any]) -> Callable[[], Any]:
     return get
 
 
-def _build_checked(config: SemanticModelConfig, labels: LabelSet):  # noqa: ANN202 - torch module
+def _build_checked(config: SemanticModelConfig, labels: LabelSet) -> DeepLabV3:
     model, meta = build_semantic_model(config.model, labels.num_classes, config.checkpoint or None)
     if meta.get("labels") not in (None, labels.name):
         log.warning("checkpoint was trained on label set %r, the config uses %r", meta["labels"], labels.name)

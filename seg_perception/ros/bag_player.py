@@ -22,6 +22,7 @@ from typing import Any
 
 from builtin_interfaces.msg import Time
 from rclpy.node import Node
+from rclpy.publisher import Publisher
 from rosgraph_msgs.msg import Clock
 
 from seg_perception.errors import BagError, ConfigError, SegPerceptionError
@@ -70,7 +71,7 @@ class BagPlayer(Node):
         self.reader = bags.open_bag(p["bag"])
         self.connections = self._select(p["topics"])
         qos = qos_profile(p["qos_reliability"], p["qos_depth"])
-        self.publishers_by_topic = {
+        self.publishers_by_topic: dict[str, Publisher[Any]] = {
             c.topic: self.create_publisher(message_class(c.msgtype), c.topic, qos) for c in self.connections
         }
         self.clock_pub = self.create_publisher(Clock, "/clock", 10) if p["clock"] else None

@@ -15,13 +15,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rosbags.rosbag2 import Writer
 
 from seg_perception.errors import BagError, ConfigError
 from seg_perception.io import bags
 from seg_perception.ros.bag_player import message_class
+from seg_perception.ros.clocks import steady_clock
 from seg_perception.ros.parameters import declare_from_defaults
 from seg_perception.ros.qos import qos_profile
 from seg_perception.ros.runner import run_node
@@ -49,13 +49,13 @@ class BagRecorder(Node):
         self.p = p
         self.topics = [self.resolve_topic_name(t) for t in p["topics"]]
         self.qos = qos_profile(p["qos_reliability"], p["qos_depth"])
-        self.writer = Writer(Path(p["bag"]), version=8, storage_plugin=bags.STORAGES[p["storage"]])
+        self.writer: Writer | None = Writer(Path(p["bag"]), version=8, storage_plugin=bags.STORAGES[p["storage"]])
         self.writer.open()
         self.connections: dict[str, Any] = {}
         self.counts: dict[str, int] = dict.fromkeys(self.topics, 0)
         self._recording: list[Any] = []
         # A steady timer: under use_sim_time a ROS-time timer would wait for /clock to start.
-        self.create_timer(p["discovery_period"], self._discover, clock=Clock(clock_type=ClockType.STEADY_TIME))
+        self.create_timer(p["discovery_period"], self._discover, clock=steady_clock())
         self._discover()
         self.get_logger().info(f"recording {self.topics} to {p['bag']} ({p['storage']})")
 

@@ -34,7 +34,7 @@ from seg_perception.ros.qos import AUTO, Offer, describe_offers, matching_reliab
 try:  # Iron and later
     from rclpy.event_handler import SubscriptionEventCallbacks
 except ImportError:  # Humble
-    from rclpy.qos_event import SubscriptionEventCallbacks  # type: ignore[no-redef]
+    from rclpy.qos_event import SubscriptionEventCallbacks
 
 # rclpy passes (message, MessageInfo) to two-argument callbacks since Iron; Humble never does.
 MESSAGE_INFO = hasattr(Subscription, "CallbackType")
@@ -49,7 +49,7 @@ class InputTopic:
     name: str  # relative, as configured (prefix included)
     msgtype: str  # IMAGE | COMPRESSED
     msg_class: type
-    subscription: Subscription | None = None
+    subscription: Subscription[Any] | None = None
     reliability: str = ""  # of the current subscription
     offers: tuple[Offer, ...] = ()
     lost_events: int = 0  # message_lost: samples the middleware gave up on
@@ -134,12 +134,11 @@ class CameraInput:
     def _subscribe_topic(self, topic: InputTopic, reliability: str) -> None:
         if topic.subscription is not None:
             self.node.destroy_subscription(topic.subscription)
-        callback: Callable[..., None]
-        if MESSAGE_INFO:
-            callback = partial(self._on_message_with_info, topic)
-        else:
-            callback = partial(self._on_message, topic)
-        events = {
+        # A two-argument callback gets message info (sequence numbers) where rclpy passes it.
+        callback: Callable[..., None] = (
+            partial(self._on_message_with_info, topic) if MESSAGE_INFO else partial(self._on_message, topic)
+        )
+        events: dict[str, Any] = {
             "incompatible_qos": partial(self._on_incompatible_qos, topic),
             "message_lost": partial(self._on_message_lost, topic),
             "incompatible_type": partial(self._on_incompatible_type, topic),

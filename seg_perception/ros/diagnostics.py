@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from std_msgs.msg import Header
+from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 
 
 def diagnostic_status(
@@ -20,12 +19,6 @@ def diagnostic_status(
         hardware_id=hardware_id,
         values=[KeyValue(key=k, value=_fmt(v)) for k, v in values.items()],
     )
-
-
-def diagnostic_array(
-    header: Header, name: str, hardware_id: str, level: bytes, message: str, values: Mapping[str, Any]
-) -> DiagnosticArray:
-    return DiagnosticArray(header=header, status=[diagnostic_status(name, hardware_id, level, message, values)])
 
 
 def _fmt(value: Any) -> str:

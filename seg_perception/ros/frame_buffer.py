@@ -9,7 +9,7 @@ per camera means a fast camera can only overwrite its own frames, never starve a
 from __future__ import annotations
 
 import threading
-from collections.abc import Collection, Hashable
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,16 +26,16 @@ class CameraCounters:
 class LatestFrameBuffer:
     """Thread-safe newest-frame slots, one per camera key."""
 
-    _slots: dict[Hashable, Any] = field(default_factory=dict)
-    counters: dict[Hashable, CameraCounters] = field(default_factory=dict)
+    _slots: dict[str, Any] = field(default_factory=dict)
+    counters: dict[str, CameraCounters] = field(default_factory=dict)
     _cond: threading.Condition = field(default_factory=threading.Condition)
     _closed: bool = False
     # Round of the last take() that served each camera: with a batch limit, the cameras
     # served longest ago go first, so a fast camera cannot monopolise a small batch.
-    _served: dict[Hashable, int] = field(default_factory=dict)
+    _served: dict[str, int] = field(default_factory=dict)
     _round: int = 0
 
-    def put(self, camera: Hashable, frame: Any) -> None:
+    def put(self, camera: str, frame: Any) -> None:
         with self._cond:
             counters = self.counters.setdefault(camera, CameraCounters())
             counters.received += 1
@@ -49,9 +49,9 @@ class LatestFrameBuffer:
         timeout: float | None = None,
         *,
         gather_s: float = 0.0,
-        expected: Collection[Hashable] = (),
+        expected: Collection[str] = (),
         max_batch: int = 0,
-    ) -> dict[Hashable, Any]:
+    ) -> dict[str, Any]:
         """Wait up to ``timeout`` s for a frame; return and clear the newest frames.
 
         ``gather_s`` > 0: once the first frame is there, wait up to that long more for every
@@ -65,7 +65,7 @@ class LatestFrameBuffer:
                 return {}
             if gather_s > 0 and expected:
                 self._cond.wait_for(lambda: self._closed or all(c in self._slots for c in expected), gather_s)
-                if self._closed:
+                if self._is_closed():  # closed while gathering
                     return {}
             order = sorted(self._slots, key=lambda c: self._served.get(c, -1))
             chosen = order[:max_batch] if max_batch > 0 else order
@@ -76,14 +76,17 @@ class LatestFrameBuffer:
                 self._served[camera] = self._round
             return frames
 
-    def count(self, camera: Hashable, **increments: int) -> None:
+    def _is_closed(self) -> bool:
+        return self._closed
+
+    def count(self, camera: str, **increments: int) -> None:
         """Add to a camera's counters (processed=, bad_input=)."""
         with self._cond:
             counters = self.counters.setdefault(camera, CameraCounters())
             for name, value in increments.items():
                 setattr(counters, name, getattr(counters, name) + value)
 
-    def snapshot(self) -> dict[Hashable, CameraCounters]:
+    def snapshot(self) -> dict[str, CameraCounters]:
         with self._cond:
             return {k: CameraCounters(**vars(v)) for k, v in self.counters.items()}
 

@@ -8,17 +8,16 @@ from typing import Any
 from seg_perception.config.records import InstanceModelConfig
 from seg_perception.pipeline.factory import instance_from_config
 from seg_perception.pipeline.instance import InstanceSegmenter
-from seg_perception.ros.node_base import InputFrame, SegmentationNodeBase, describe_instance
+from seg_perception.ros.core_info import describe_instance, instance_values
+from seg_perception.ros.node_base import InputFrame, SegmentationNodeBase
 from seg_perception.ros.outputs import InstanceOutputs
 from seg_perception.ros.runner import run_node
 
 
 class InstanceSegmentationNode(SegmentationNodeBase):
     config_name = "instance"
-
-    def __init__(self, node_name: str = "instance_segmentation_node", **kwargs: Any) -> None:
-        self.segmenter: InstanceSegmenter | None = None
-        super().__init__(node_name, **kwargs)
+    default_name = "instance_segmentation_node"
+    segmenter: InstanceSegmenter | None = None  # made in configure, dropped in cleanup
 
     def setup_core(self, params: dict[str, Any]) -> None:
         self.instance_config = InstanceModelConfig.from_params(params)
@@ -34,12 +33,11 @@ class InstanceSegmentationNode(SegmentationNodeBase):
 
     def process(self, frames: Sequence[InputFrame]) -> None:
         assert self.segmenter is not None
-        for frame, result in zip(frames, self.segmenter.segment([f.image for f in frames])):
-            self.outputs_of(frame).publish(frame, result)
-            self.published(frame)
+        results = self.segmenter.segment([f.image for f in frames])
+        self.publish_results(frames, results, [self.outputs_of(f) for f in frames])
 
     def diagnostic_values(self) -> dict[str, Any]:
-        return self.instance_diagnostics(self.instance_config, self.segmenter) if self.segmenter is not None else {}
+        return instance_values(self.instance_config, self.segmenter) if self.segmenter is not None else {}
 
 
 def main(args: list[str] | None = None) -> int:

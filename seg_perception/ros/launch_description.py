@@ -16,6 +16,7 @@ def camera_node_launch(executable: str, name: str, params_file: str, lifecycle: 
     ``use_sim_time``, ``lifecycle`` (a managed node; default ``lifecycle``) and ``autostart``
     (configure and activate a managed node at launch; default true).
     """
+    from launch import LaunchDescription
     from launch.actions import DeclareLaunchArgument, EmitEvent, RegisterEventHandler
     from launch.conditions import IfCondition, UnlessCondition
     from launch.events import matches_action
@@ -25,8 +26,6 @@ def camera_node_launch(executable: str, name: str, params_file: str, lifecycle: 
     from launch_ros.events.lifecycle import ChangeState
     from launch_ros.substitutions import FindPackageShare
     from lifecycle_msgs.msg import Transition
-
-    from launch import LaunchDescription
 
     default_params = PathJoinSubstitution([FindPackageShare("seg_perception"), "config", params_file])
     managed = LaunchConfiguration("lifecycle")
@@ -116,12 +115,11 @@ def replay_launch() -> Any:
     The player publishes every topic of the bag and ``/clock``; the recorder writes the
     perception outputs under the namespace.
     """
+    from launch import LaunchDescription
     from launch.actions import DeclareLaunchArgument
     from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
     from launch_ros.actions import Node
     from launch_ros.substitutions import FindPackageShare
-
-    from launch import LaunchDescription
 
     default_params = PathJoinSubstitution([FindPackageShare("seg_perception"), "config", "perception.yaml"])
     namespace = LaunchConfiguration("namespace")

@@ -17,6 +17,7 @@ configuration error still ends start-up with one line.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Sequence
@@ -24,28 +25,26 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from builtin_interfaces.msg import Time
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
-from rclpy.clock import Clock, ClockType
+from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.lifecycle import LifecycleNode, LifecycleNodeMixin, LifecycleState, TransitionCallbackReturn
 from rclpy.node import Node
 from rclpy.publisher import Publisher
 from rclpy.timer import Timer
 from std_msgs.msg import Header
 
-from seg_perception.config.records import InstanceModelConfig, NodeIOConfig, node_defaults
+from seg_perception.config.records import NodeIOConfig, node_defaults
 from seg_perception.errors import ConfigError, ImageError, SegPerceptionError
-from seg_perception.export.onnx import cpu_threads, set_cpu_threads
-from seg_perception.inference.registry import resolve_device
+from seg_perception.inference.threads import set_cpu_threads
 from seg_perception.io.bags import decode_frame
 from seg_perception.io.image import DecodedImage
 from seg_perception.metrics.latency import RollingStats
-from seg_perception.pipeline.semantic import SemanticSegmenter
 from seg_perception.ros.camera_input import CameraInput
-from seg_perception.ros.diagnostics import OK, WARN, diagnostic_status
-from seg_perception.ros.frame_buffer import CameraCounters, LatestFrameBuffer
+from seg_perception.ros.clocks import steady_clock
+from seg_perception.ros.frame_buffer import LatestFrameBuffer
 from seg_perception.ros.input_health import WARN_LEVEL, Verdict, diagnose
+from seg_perception.ros.node_diagnostics import node_statuses
 from seg_perception.ros.parameters import declare_from_defaults
-from seg_perception.ros.qos import describe_offers, qos_profile
+from seg_perception.ros.qos import qos_profile
 from seg_perception.ros.transport import large_image_profile_active, receive_buffer_limit, receive_buffer_warning
 
 DEFAULT_CAMERA = ""  # `cameras: []`: one camera, topics directly under the node's namespace
@@ -68,7 +67,7 @@ class OutputGroup(Protocol):
     """The publishers of one camera's results (see outputs.py)."""
 
     @property
-    def publishers(self) -> list[Publisher]: ...
+    def publishers(self) -> list[Publisher[Any]]: ...
 
 
 @dataclass
@@ -95,9 +94,11 @@ class SegmentationNodeBase(LifecycleNode):
     """Base for the semantic / instance / perception nodes."""
 
     config_name = ""  # config/<config_name>.yaml
+    default_name = ""  # the node's name unless remapped (__node:=)
     core_description = ""
 
-    def __init__(self, node_name: str, **kwargs: Any) -> None:
+    def __init__(self, node_name: str | None = None, **kwargs: Any) -> None:
+        node_name = node_name or self.default_name
         # LifecycleNode.__init__ is Node.__init__ + LifecycleNodeMixin.__init__; split here
         # because whether to offer the lifecycle services is itself a parameter.
         Node.__init__(self, node_name, **kwargs)
@@ -118,16 +119,17 @@ class SegmentationNodeBase(LifecycleNode):
         self.batches = 0
         self.batched_frames = 0
         self.largest_batch = 0
-        self._publishers_made: list[Publisher] = []
-        self._diag_pub: Publisher | None = None
+        self._publishers_made: list[Publisher[Any]] = []
+        self._diag_pub: Publisher[Any] | None = None
         self._diag_timer: Timer | None = None
         self._input_timer: Timer | None = None
-        self._steady = Clock(clock_type=ClockType.STEADY_TIME)  # timers that run without /clock
-        self._rmem_max: int | None = None
+        self._steady = steady_clock()  # timers that run without /clock
+        self.rmem_max: int | None = None
         self._own_profile = False
         self._worker: threading.Thread | None = None
         self._stop = threading.Event()
-        self._configured = self._active = self._finalized = False
+        self._configured = self._finalized = False
+        self.active = False
         self._last_error: BaseException | None = None
         if self.managed:
             self.get_logger().info("managed node: waiting for configure and activate")
@@ -159,30 +161,23 @@ class SegmentationNodeBase(LifecycleNode):
     def outputs_of(self, frame: InputFrame) -> Any:
         return self.channels[frame.camera].outputs
 
+    def publish_results(self, frames: Sequence[InputFrame], results: Sequence[Any], outputs: Sequence[Any]) -> None:
+        """Publish each frame's result with its camera's outputs and record its latency."""
+        for frame, result, out in zip(frames, results, outputs):
+            out.publish(frame, result)
+            self.published(frame)
+
+    def log_event(self, level: str, message: str) -> None:
+        """``notify`` of the core's background work (engine builds): to the node's log, any thread."""
+        getattr(self.get_logger(), level)(message)
+
     def count_overlay(self) -> None:
         self.overlays_rendered += 1
 
-    def semantic_diagnostics(self, segmenter: SemanticSegmenter) -> dict[str, Any]:
-        backend = segmenter.backend
-        return {
-            "model": segmenter.config.model,
-            "backend": backend.name,
-            "device": backend.device,
-            "precision": backend.precision,
-            "checkpoint": segmenter.config.checkpoint or "untrained",
-        }
-
-    def instance_diagnostics(self, config: InstanceModelConfig, segmenter: Any = None) -> dict[str, Any]:
-        backend = getattr(getattr(segmenter, "backend", None), "name", "torch")
-        return {
-            "instance_model": config.model,
-            "instance_backend": backend,
-            "instance_device": resolve_device(config.device),
-            "instance_checkpoint": config.checkpoint or "untrained",
-        }
-
-    def output_publisher(self, msg_type: type, topic: str) -> Publisher:
-        pub = self.create_publisher(msg_type, topic, qos_profile(self.io.output_reliability, self.io.output_depth))
+    def output_publisher(self, msg_type: type, topic: str) -> Publisher[Any]:
+        pub: Publisher[Any] = self.create_publisher(
+            msg_type, topic, qos_profile(self.io.output_reliability, self.io.output_depth)
+        )
         self._publishers_made.append(pub)
         return pub
 
@@ -230,7 +225,7 @@ class SegmentationNodeBase(LifecycleNode):
                 channel.input.subscribe()
         self._input_timer = self.create_timer(INPUT_POLL_S, self._poll_inputs, clock=self._steady)
         self._poll_inputs()  # a verdict for every camera from the first /diagnostics on
-        self._active = True
+        self.active = True
         topics = [c.input.image_topic for c in self.channels.values()]
         self.get_logger().info(f"{self.core_description}; {'lazily ' if self.io.lazy else ''}listening on {topics}")
         return TransitionCallbackReturn.SUCCESS
@@ -262,10 +257,9 @@ class SegmentationNodeBase(LifecycleNode):
         # After Ctrl-C the context is already shut down and the state machine cannot publish
         # its transition event (the transition fails half-way): tear down directly then.
         if self.context.ok():
-            try:
-                self.trigger_shutdown()  # valid from unconfigured, inactive and active
-            except Exception:
-                pass
+            # valid from unconfigured, inactive and active; mid-transition it raises: torn down below
+            with contextlib.suppress(Exception):
+                self.trigger_shutdown()
         if not self._finalized:
             self.on_shutdown(LifecycleState(state_id=0, label="unknown"))
 
@@ -285,10 +279,10 @@ class SegmentationNodeBase(LifecycleNode):
 
     def _check_transport(self) -> None:
         """Say once when the kernel caps the UDP receive buffer below what large frames need."""
-        self._rmem_max = receive_buffer_limit()
+        self.rmem_max = receive_buffer_limit()
         self._own_profile = large_image_profile_active()
         if self._own_profile:
-            warning = receive_buffer_warning(self._rmem_max)
+            warning = receive_buffer_warning(self.rmem_max)
             if warning:
                 self.get_logger().warning(warning)
 
@@ -304,7 +298,7 @@ class SegmentationNodeBase(LifecycleNode):
         if self._worker is not None and self._worker is not threading.current_thread():
             self._worker.join()
         self._worker = None
-        self._active = False
+        self.active = False
 
     def _release(self) -> None:
         """Free what configure made (cleanup, or a failed configure)."""
@@ -339,7 +333,7 @@ class SegmentationNodeBase(LifecycleNode):
             c = counters.get(name)
             channel.input.refresh((c.bad_input, c.processed) if c else (0, 0))
             # The receive-buffer advice holds only where our profile makes frames arrive by UDP.
-            rmem_max = self._rmem_max if self._own_profile else None
+            rmem_max = self.rmem_max if self._own_profile else None
             verdict = diagnose(channel.input.state(self.io.input_timeout, rmem_max))
             if channel.verdict is None or verdict.cause != channel.verdict.cause:
                 # Once per change of cause: the log says why the input is silent, and when it recovers.
@@ -353,7 +347,7 @@ class SegmentationNodeBase(LifecycleNode):
         # Receive time on the ROS clock, comparable with the header stamp (transport latency).
         self.buffer.put(camera, (msgtype, raw, self.get_clock().now().nanoseconds))
 
-    def _decode(self, camera: str, item: tuple) -> InputFrame | None:
+    def _decode(self, camera: str, item: tuple[str, bytes, int]) -> InputFrame | None:
         msgtype, raw, received = item
         try:
             msg, image = decode_frame(raw, msgtype)
@@ -408,117 +402,5 @@ class SegmentationNodeBase(LifecycleNode):
     def _publish_diagnostics(self) -> None:
         if self._diag_pub is None:
             return
-        counters = self.buffer.snapshot()
-        keys = ("received", "processed", "dropped", "bad_input")
-        total = {k: sum(getattr(c, k) for c in counters.values()) for k in keys}
-        latency = self.stats.percentiles_ms()
-        transport = self.transport_stats.percentiles_ms()
-        processing = self.processing_stats.percentiles_ms()
-        fqn = self.get_fully_qualified_name()
-        values: dict[str, Any] = {
-            "state": "active" if self._active else "inactive",
-            "rate_hz": self.stats.rate_hz(),
-            "latency_p50_ms": latency["p50"],
-            "latency_p95_ms": latency["p95"],
-            "latency_p99_ms": latency["p99"],
-            # Of that: header stamp -> message in this process (camera driver, DDS, executor).
-            "transport_p50_ms": transport["p50"],
-            "transport_p99_ms": transport["p99"],
-            # ... and the worker's time per batch (decode, pre-processing, models, outputs).
-            "processing_p50_ms": processing["p50"],
-            "processing_p99_ms": processing["p99"],
-            "frames_received": total["received"],
-            "frames_processed": total["processed"],
-            "frames_dropped": total["dropped"],
-            "bad_input": total["bad_input"],
-            "inference_errors": self.inference_errors,
-            "overlays_rendered": self.overlays_rendered,
-            "cameras": len(self.channels),
-            "inputs_subscribed": sum(c.subscribed for c in self.channels.values()),
-            "batches": self.batches,
-            "mean_batch_size": self.batched_frames / self.batches if self.batches else 0.0,
-            "largest_batch": self.largest_batch,
-            "cpu_threads": cpu_threads(),
-            "udp_receive_buffer_max": self._rmem_max if self._rmem_max is not None else "unknown",
-            **self.diagnostic_values(),
-        }
-        values["frames_lost"] = sum(c.input.lost() for c in self.channels.values())
-        camera_warnings = [
-            f"camera {name or '(default)'}: {c.verdict.message}"
-            for name, c in self.channels.items()
-            if c.verdict is not None and c.verdict.level == WARN_LEVEL
-        ]
-        degraded = total["bad_input"] or self.inference_errors
-        message = "; ".join(camera_warnings) or ("bad input or inference errors seen" if degraded else "ok")
-        # The node summary first: consumers that read one status per node read this one.
-        statuses = [
-            diagnostic_status(
-                name=f"{fqn}: {self.config_name} segmentation",
-                hardware_id=str(values.get("device", "")),
-                level=WARN if degraded or camera_warnings else OK,
-                message=message,
-                values=values,
-            )
-        ]
-        statuses += [
-            self._camera_status(fqn, name, channel, counters.get(name), str(values.get("device", "")))
-            for name, channel in self.channels.items()
-        ]
-        self._diag_pub.publish(DiagnosticArray(header=Header(stamp=self.get_clock().now().to_msg()), status=statuses))
-
-    def _camera_status(
-        self, fqn: str, name: str, channel: CameraChannel, c: CameraCounters | None, device: str
-    ) -> DiagnosticStatus:
-        """One camera's status: its counters, its publishers and their QoS, and why it is silent."""
-        lat = channel.stats.percentiles_ms()
-        verdict = channel.verdict
-        warn = bool(verdict and verdict.level == WARN_LEVEL)
-        if warn:
-            message = verdict.message if verdict else ""
-        elif c and c.bad_input:
-            message = "bad input seen"
-        else:
-            message = verdict.message if verdict else "ok"
-        topics = channel.input.topics
-        return diagnostic_status(
-            name=f"{fqn}: camera {name or '(default)'}",
-            hardware_id=device,
-            level=WARN if warn or (c and c.bad_input) else OK,
-            message=message,
-            values={
-                "input_topic": channel.input.image_topic,
-                "input_subscribed": channel.subscribed,
-                "input_subscribe_events": channel.input.subscribe_events,
-                "input_reliability": ",".join(t.reliability or "-" for t in topics),
-                "publishers": sum(len(t.offers) for t in topics),
-                "publisher_qos": "; ".join(describe_offers(t.offers) for t in topics),
-                "input_status": verdict.cause if verdict else "",
-                "rate_hz": channel.stats.rate_hz(),
-                "latency_p50_ms": lat["p50"],
-                "latency_p95_ms": lat["p95"],
-                "latency_p99_ms": lat["p99"],
-                "frames_received": c.received if c else 0,
-                "frames_processed": c.processed if c else 0,
-                "frames_dropped": c.dropped if c else 0,
-                "frames_lost": channel.input.lost(),
-                "bad_input": c.bad_input if c else 0,
-            },
-        )
-
-
-def describe_semantic(node: Node, segmenter: SemanticSegmenter) -> str:
-    """One log line about the semantic core; warns when it runs untrained weights."""
-    cfg, backend = segmenter.config, segmenter.backend
-    if not cfg.checkpoint:
-        node.get_logger().warning(f"no checkpoint configured for {cfg.model}: UNTRAINED weights, output is meaningless")
-    return f"{cfg.model} on {backend.name}/{backend.device}/{backend.precision}, input {cfg.input_width}x{cfg.input_height}"
-
-
-def describe_instance(node: Node, cfg: InstanceModelConfig, segmenter: Any = None) -> str:
-    if not cfg.checkpoint:
-        node.get_logger().warning(f"no checkpoint configured for {cfg.model}: UNTRAINED weights, output is meaningless")
-    backend = getattr(getattr(segmenter, "backend", None), "name", "torch")
-    return (
-        f"{cfg.model} on {backend}/{resolve_device(cfg.device)}/{cfg.precision}, "
-        f"input {cfg.input_width}x{cfg.input_height}"
-    )
+        stamp = self.get_clock().now().to_msg()
+        self._diag_pub.publish(DiagnosticArray(header=Header(stamp=stamp), status=node_statuses(self)))

@@ -3,7 +3,7 @@ and the combined node. Optional outputs are built only while someone subscribes.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rclpy.publisher import Publisher
 from sensor_msgs.msg import Image
@@ -29,7 +29,7 @@ class SemanticOutputs:
         self.overlay = node.output_publisher(Image, f"{prefix}semantic/overlay")
 
     @property
-    def publishers(self) -> list[Publisher]:
+    def publishers(self) -> list[Publisher[Any]]:
         return [self.class_map, self.confidence, self.overlay]
 
     def wants_confidence(self) -> bool:
@@ -60,7 +60,7 @@ class InstanceOutputs:
             self.detections = node.output_publisher(Detection2DArray, f"{prefix}instance/detections")
 
     @property
-    def publishers(self) -> list[Publisher]:
+    def publishers(self) -> list[Publisher[Any]]:
         return [self.instance_map, self.overlay, *([self.detections] if self.detections is not None else [])]
 
     def publish(self, frame: InputFrame, result: InstanceResult) -> None:
@@ -86,7 +86,7 @@ class PerceptionOutputs:
         self.panoptic_overlay = node.output_publisher(Image, f"{prefix}panoptic/overlay")
 
     @property
-    def publishers(self) -> list[Publisher]:
+    def publishers(self) -> list[Publisher[Any]]:
         return [*self.semantic.publishers, *self.instance.publishers, self.panoptic, self.panoptic_overlay]
 
     def publish(self, frame: InputFrame, result: FrameResult) -> None:

@@ -36,5 +36,5 @@ def _declare_string_array(node: Node, name: str, default: list[str], descriptor:
     # rclpy infers BYTE_ARRAY from an empty list default (then rejects ['front']), and an empty
     # list in YAML (`cameras: []`, `-p cameras:=[]`) arrives as "not set". So declare the type
     # alone (statically typed, since Galactic) and fall back to the default when unset.
-    value = node.declare_parameter(name, Parameter.Type.STRING_ARRAY, descriptor).value
+    value: list[str] | None = node.declare_parameter(name, Parameter.Type.STRING_ARRAY, descriptor).value
     return list(default) if value is None else list(value)

@@ -8,25 +8,26 @@ from typing import Any
 
 from seg_perception.config.records import InstanceModelConfig, section
 from seg_perception.pipeline.perception import PerceptionCore
-from seg_perception.ros.node_base import InputFrame, SegmentationNodeBase, describe_instance, describe_semantic
+from seg_perception.ros.core_info import describe_instance, describe_semantic, instance_values, semantic_values
+from seg_perception.ros.node_base import InputFrame, SegmentationNodeBase
 from seg_perception.ros.outputs import PerceptionOutputs
 from seg_perception.ros.runner import run_node
 
 
 class PerceptionNode(SegmentationNodeBase):
     config_name = "perception"
-
-    def __init__(self, node_name: str = "perception_node", **kwargs: Any) -> None:
-        self.core: PerceptionCore | None = None
-        super().__init__(node_name, **kwargs)
+    default_name = "perception_node"
+    core: PerceptionCore | None = None  # made in configure, dropped in cleanup
 
     def setup_core(self, params: dict[str, Any]) -> None:
         self.core = PerceptionCore.from_params(params)
         self.instance_config = InstanceModelConfig.from_params(section(params, "instance"))
         assert self.core.semantic is not None and self.core.instance is not None
-        self.core_description = f"{describe_semantic(self, self.core.semantic)} + {describe_instance(self, self.instance_config, self.core.instance)}"
+        semantic = describe_semantic(self, self.core.semantic)
+        instance = describe_instance(self, self.instance_config, self.core.instance)
+        self.core_description = f"{semantic} + {instance}"
         # engine_policy build_in_background: serve now, build the engine in a child process
-        self.core.semantic.start_engine_build(lambda level, msg: getattr(self.get_logger(), level)(msg))
+        self.core.semantic.start_engine_build(self.log_event)
 
     def release_core(self) -> None:
         if self.core is not None:
@@ -44,17 +45,15 @@ class PerceptionNode(SegmentationNodeBase):
         outputs: list[PerceptionOutputs] = [self.outputs_of(f) for f in frames]
         confidence = any(o.semantic.wants_confidence() for o in outputs)
         results = self.core.run([f.image for f in frames], with_confidence=confidence)  # decoded once, both models
-        for frame, out, result in zip(frames, outputs, results):
-            out.publish(frame, result)
-            self.published(frame)
+        self.publish_results(frames, results, outputs)
 
     def diagnostic_values(self) -> dict[str, Any]:
         if self.core is None or self.core.semantic is None:
             return {}
         return {
-            **self.semantic_diagnostics(self.core.semantic),
+            **semantic_values(self.core.semantic),
             **self.core.semantic.engine_diagnostics(),
-            **self.instance_diagnostics(self.instance_config, self.core.instance),
+            **instance_values(self.instance_config, self.core.instance),
         }
 
 

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.topic_endpoint_info import TopicEndpointInfo
 
 RELIABLE, BEST_EFFORT, AUTO = "reliable", "best_effort", "auto"
 _RELIABILITY = {RELIABLE: ReliabilityPolicy.RELIABLE, BEST_EFFORT: ReliabilityPolicy.BEST_EFFORT}
@@ -44,15 +45,15 @@ class Offer:
         return f"{self.node or '?'} ({self.reliability}, {self.durability}{depth})"
 
 
-def offers_of(endpoints: Iterable[object]) -> tuple[Offer, ...]:
-    """Offers from ``Node.get_publishers_info_by_topic`` (rclpy ``TopicEndpointInfo``)."""
+def offers_of(endpoints: Iterable[TopicEndpointInfo]) -> tuple[Offer, ...]:
+    """Offers from ``Node.get_publishers_info_by_topic``."""
     offers = []
     for info in endpoints:
-        qos = info.qos_profile  # type: ignore[attr-defined]
-        namespace = info.node_namespace.rstrip("/")  # type: ignore[attr-defined]
+        qos = info.qos_profile
+        namespace = info.node_namespace.rstrip("/")
         offers.append(
             Offer(
-                node=f"{namespace}/{info.node_name}",  # type: ignore[attr-defined]
+                node=f"{namespace}/{info.node_name}",
                 reliability=_policy_name(qos.reliability),
                 durability=_policy_name(qos.durability),
                 depth=int(qos.depth),

@@ -15,19 +15,19 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from typing import TypeVar
 
 import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
 
 from seg_perception.errors import SegPerceptionError
 from seg_perception.ros.transport import use_large_image_profile
 
+N = TypeVar("N", bound=Node)
 
-def run_node(
-    factory: Callable[[], rclpy.node.Node],
-    args: list[str] | None = None,
-    until: Callable[[rclpy.node.Node], bool] | None = None,
-) -> int:
+
+def run_node(factory: Callable[[], N], args: list[str] | None = None, until: Callable[[N], bool] | None = None) -> int:
     """Create the node, spin until Ctrl-C (or until ``until(node)`` is true), shut down in order."""
     use_large_image_profile()
     rclpy.init(args=args)

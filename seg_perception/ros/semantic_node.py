@@ -7,17 +7,16 @@ from typing import Any
 
 from seg_perception.config.records import SemanticModelConfig
 from seg_perception.pipeline.semantic import SemanticSegmenter
-from seg_perception.ros.node_base import InputFrame, SegmentationNodeBase, describe_semantic
+from seg_perception.ros.core_info import describe_semantic, semantic_values
+from seg_perception.ros.node_base import InputFrame, SegmentationNodeBase
 from seg_perception.ros.outputs import SemanticOutputs
 from seg_perception.ros.runner import run_node
 
 
 class SemanticSegmentationNode(SegmentationNodeBase):
     config_name = "semantic"
-
-    def __init__(self, node_name: str = "semantic_segmentation_node", **kwargs: Any) -> None:
-        self.segmenter: SemanticSegmenter | None = None
-        super().__init__(node_name, **kwargs)
+    default_name = "semantic_segmentation_node"
+    segmenter: SemanticSegmenter | None = None  # made in configure, dropped in cleanup
 
     def setup_core(self, params: dict[str, Any]) -> None:
         self.segmenter = SemanticSegmenter.from_config(SemanticModelConfig.from_params(params))
@@ -30,10 +29,6 @@ class SemanticSegmentationNode(SegmentationNodeBase):
             self.segmenter.close()
         self.segmenter = None
 
-    def log_event(self, level: str, message: str) -> None:
-        """``notify`` of the core's background work: to the node's log (any thread)."""
-        getattr(self.get_logger(), level)(message)
-
     def make_outputs(self, prefix: str) -> SemanticOutputs:
         assert self.segmenter is not None
         return SemanticOutputs(self, self.segmenter, prefix)
@@ -43,14 +38,12 @@ class SemanticSegmentationNode(SegmentationNodeBase):
         outputs: list[SemanticOutputs] = [self.outputs_of(f) for f in frames]
         confidence = any(o.wants_confidence() for o in outputs)
         results = self.segmenter.segment([f.image for f in frames], with_confidence=confidence)
-        for frame, out, result in zip(frames, outputs, results):
-            out.publish(frame, result)
-            self.published(frame)
+        self.publish_results(frames, results, outputs)
 
     def diagnostic_values(self) -> dict[str, Any]:
         if self.segmenter is None:
             return {}
-        return {**self.semantic_diagnostics(self.segmenter), **self.segmenter.engine_diagnostics()}
+        return {**semantic_values(self.segmenter), **self.segmenter.engine_diagnostics()}
 
 
 def main(args: list[str] | None = None) -> int:

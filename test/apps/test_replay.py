@@ -19,10 +19,12 @@ from seg_perception.apps.cli import main
 from seg_perception.apps.replay import ReplayOptions, replay_bag
 from seg_perception.config.records import node_defaults
 from seg_perception.io import bags
-from seg_perception.io.image import decode_compressed, decode_image
+from seg_perception.io.compressed import decode_compressed
+from seg_perception.io.image import decode_image
 from seg_perception.metrics.bags import evaluate_bags
 from seg_perception.pipeline.perception import PerceptionCore
-from seg_perception.synthetic.scenes import generate_drive
+from seg_perception.synthetic.frames import generate_drive
+from seg_perception.synthetic.writers import write_drive_bag
 
 # Shipped semantic weights; an untrained instance model, small, with low thresholds so it
 # produces many instances on tiny frames and the equality checks mean something.
@@ -51,7 +53,7 @@ def core(params: dict) -> PerceptionCore:
 
 
 def drive_bag(path: Path, frames: int = 3, storage: str = "sqlite3", compressed: str = "", seed: int = 5) -> Path:
-    return bags.write_drive_bag(
+    return write_drive_bag(
         path, generate_drive(seed, frames, 320, 192, fps=10.0), fps=10.0, storage=storage, compressed=compressed
     )
 

@@ -17,21 +17,11 @@ import pytest
 import torch
 
 from seg_perception.errors import BackendError
-from seg_perception.export.instance import (
-    MATCH_GATES,
-    PARTS,
-    MatchGate,
-    OnnxExportError,
-    configure_for_size,
-    eager_detect,
-    export_instance_onnx,
-    instance_artifact_paths,
-    match_detections,
-    scene_frames,
-    split_detect,
-    torch_runners,
-)
-from seg_perception.export.onnx import read_onnx_metadata
+from seg_perception.export.instance import OnnxExportError, export_instance_onnx
+from seg_perception.export.instance_check import MATCH_GATES, MatchGate, eager_detect, match_detections, scene_frames
+from seg_perception.export.instance_graphs import torch_runners
+from seg_perception.inference.artifacts import read_onnx_metadata
+from seg_perception.inference.instance_split import PARTS, configure_for_size, instance_artifact_paths, split_detect
 from seg_perception.io.image import ColorOrder, DecodedImage
 from seg_perception.labels import load_label_set
 from seg_perception.models.instance import build_instance_model, instance_class_names, save_instance_checkpoint
@@ -172,7 +162,7 @@ def test_ort_instance_backend_matches_torch_on_generated_scenes(
 def test_ort_instance_backend_refuses_other_weights_and_precisions(fp32_graphs: dict[str, Path]) -> None:
     from seg_perception.inference.instance_backend import OnnxRuntimeInstanceBackend
 
-    with pytest.raises(BackendError, match="exported from other weights.*seg-perception export --model instance"):
+    with pytest.raises(BackendError, match=r"exported from other weights.*seg-perception export --model instance"):
         OnnxRuntimeInstanceBackend(detecting_model(seed=4), fp32_graphs, SIZE, "fp32")
     with pytest.raises(BackendError, match="is a fp32 graph, fp16 was asked for"):
         OnnxRuntimeInstanceBackend(detecting_model(), fp32_graphs, SIZE, "fp16")
@@ -188,8 +178,8 @@ def test_instance_from_config_serves_onnxruntime_from_the_engines_folder(
 ) -> None:
     from seg_perception.config.records import InstanceModelConfig, node_defaults
     from seg_perception.inference.instance_backend import OnnxRuntimeInstanceBackend
+    from seg_perception.inference.torch_backend import TorchInstanceBackend
     from seg_perception.pipeline import factory
-    from seg_perception.pipeline.instance import TorchInstanceBackend
 
     checkpoint = save_instance_checkpoint(tmp_path / "inst.pth", model, ARCH, instance_class_names(LABELS))
     params = node_defaults("instance")
@@ -236,7 +226,7 @@ def test_instance_accuracy_gate_reports_ap50_and_refuses_past_the_limit(
     copies = {part: tmp_path / p.name for part, p in fp32_graphs.items()}
     for part, p in fp32_graphs.items():
         shutil.copy(p, copies[part])
-    with pytest.raises(AccuracyGateError, match="drop .* points \\(max -1.00\\); refused and removed the export"):
+    with pytest.raises(AccuracyGateError, match=r"drop .* points \(max -1.00\); refused and removed the export"):
         instance_accuracy_gate(segmenter, copies, "fp32", frames=1, max_drop=-1.0)
     assert not any(p.exists() for p in copies.values())
 
@@ -271,8 +261,8 @@ def test_tensorrt_rtx_builds_all_three_split_graphs(
 
     import onnx
 
-    from seg_perception.export.engine_build import check_sidecar, sidecar_path
-    from seg_perception.export.instance import build_instance_engines
+    from seg_perception.export.engine_build import build_instance_engines
+    from seg_perception.inference.artifacts import check_sidecar, sidecar_path
 
     graphs = graphs_by_precision[precision]
     if precision == "int8":
@@ -312,15 +302,15 @@ def test_instance_node_on_onnxruntime_publishes_what_the_torch_core_computes(
     from test.ros.helpers import latest_diagnostics, publish_until, stamped
 
     checkpoint = save_instance_checkpoint(tmp_path / "inst.pth", model, ARCH, instance_class_names(LABELS))
-    params = dict(
-        input_height=SIZE[0],
-        input_width=SIZE[1],
-        checkpoint=str(checkpoint),
-        device="cpu",
-        score_threshold=SCORE,
-        max_instances=DETECTIONS,
-        engines_dir=str(engines_dir),
-    )
+    params = {
+        "input_height": SIZE[0],
+        "input_width": SIZE[1],
+        "checkpoint": str(checkpoint),
+        "device": "cpu",
+        "score_threshold": SCORE,
+        "max_instances": DETECTIONS,
+        "engines_dir": str(engines_dir),
+    }
     torch_core = factory.instance_from_config(
         InstanceModelConfig.from_params({**node_defaults("instance"), **params, "backend": "torch"})
     )

@@ -20,14 +20,10 @@ import pytest
 import torch
 
 from seg_perception.errors import BackendError, SegPerceptionError
-from seg_perception.export.onnx import (
-    MIN_AGREEMENT,
-    OnnxExportError,
-    export_semantic_onnx,
-    read_onnx_metadata,
-    verification_frames,
-)
-from seg_perception.inference import SemanticBackend
+from seg_perception.export.errors import OnnxExportError
+from seg_perception.export.onnx import MIN_AGREEMENT, export_semantic_onnx, verification_frames
+from seg_perception.inference.artifacts import read_onnx_metadata
+from seg_perception.inference.base import SemanticBackend
 from seg_perception.inference.torch_backend import TorchSemanticBackend
 from test.conftest import spatially_varied_model
 
@@ -127,7 +123,7 @@ def test_ort_fp32_class_maps_match_torch_on_varied_inputs(model: torch.nn.Module
 
 
 def test_fp32_export_records_what_was_verified(model: torch.nn.Module, onnx_fp32: Path) -> None:
-    from seg_perception.export.onnx import weights_fingerprint
+    from seg_perception.inference.artifacts import weights_fingerprint
 
     meta = read_onnx_metadata(onnx_fp32)
     assert meta["precision"] == "fp32" and meta["input_size"] == "128x256" and meta["max_batch"] == "4"
@@ -159,7 +155,7 @@ def test_ort_backend_checks_precision_and_input_size(onnx_fp32: Path, tmp_path: 
 
     with pytest.raises(BackendError, match="is a fp32 graph, the backend was asked for fp16"):
         OnnxRuntimeSemanticBackend(onnx_fp32, "cpu", "fp16")
-    with pytest.raises(BackendError, match="ONNX file not found.*seg-perception export"):
+    with pytest.raises(BackendError, match=r"ONNX file not found.*seg-perception export"):
         OnnxRuntimeSemanticBackend(tmp_path / "missing.onnx", "cpu", "fp32")
     backend = OnnxRuntimeSemanticBackend(onnx_fp32, "cpu", "fp32")
     with pytest.raises(BackendError, match="takes 256x128"):
@@ -234,7 +230,7 @@ def test_fp16_autocast_and_int8_qdq_exports_run_in_ort(
 def test_tensorrt_rtx_builds_a_real_engine_with_its_sidecar(
     precision: str, engines: dict[str, tuple[Path, dict]], onnx_by_precision: dict[str, Path]
 ) -> None:
-    from seg_perception.export.engine_build import check_sidecar, sidecar_path
+    from seg_perception.inference.artifacts import check_sidecar, sidecar_path
 
     engine, side = engines[precision]
     assert engine.stat().st_size > 1_000_000  # a serialized plan with the weights inside
@@ -255,14 +251,8 @@ def test_tensorrt_rtx_builds_a_real_engine_with_its_sidecar(
 def test_sidecar_check_refuses_every_mismatch(
     engines: dict[str, tuple[Path, dict]], onnx_by_precision: dict[str, Path], tmp_path: Path
 ) -> None:
-    from seg_perception.export.engine_build import (
-        GpuInfo,
-        SidecarMismatch,
-        TrtLibrary,
-        check_sidecar,
-        import_tensorrt,
-        sidecar_path,
-    )
+    from seg_perception.inference.artifacts import SidecarMismatchError, check_sidecar, sidecar_path
+    from seg_perception.inference.tensorrt_library import GpuInfo, TrtLibrary, import_tensorrt
 
     src, _ = engines["fp16"]
     engine = tmp_path / src.name
@@ -274,7 +264,7 @@ def test_sidecar_check_refuses_every_mismatch(
 
     def refused(edit: dict | None = None, **kw) -> str:
         sidecar_path(engine).write_text(json.dumps({**original, **(edit or {})}))
-        with pytest.raises(SidecarMismatch) as info:
+        with pytest.raises(SidecarMismatchError) as info:
             check_sidecar(
                 engine,
                 kw.pop("onnx", onnx_path),
@@ -312,7 +302,8 @@ def test_sidecar_check_refuses_every_mismatch(
 
 
 def test_build_engine_refuses_precision_not_in_the_graph(onnx_fp32: Path, tmp_path: Path) -> None:
-    from seg_perception.export.engine_build import EngineBuildError, build_engine
+    from seg_perception.export.engine_build import build_engine
+    from seg_perception.export.errors import EngineBuildError
 
     with pytest.raises(EngineBuildError, match="is a fp32 graph, not int8: precision lives in the ONNX graph"):
         build_engine(onnx_fp32, tmp_path / "x.engine", "int8")
@@ -333,7 +324,7 @@ def test_tensorrt_backend_says_in_one_line_why_it_cannot_run_here(tmp_path: Path
 
 @pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="TensorRT is installed here")
 def test_tensorrt_library_missing_names_the_install(tmp_path: Path) -> None:
-    from seg_perception.export.engine_build import import_tensorrt
+    from seg_perception.inference.tensorrt_library import import_tensorrt
 
     with pytest.raises(
         BackendError, match="no TensorRT library \\(tensorrt\\) is importable: install TensorRT: pip install"
@@ -361,9 +352,9 @@ def test_semantic_accuracy_gate_reports_miou_next_to_fp32_and_refuses_past_the_l
 
 @pytest.mark.parametrize(("storage", "compressed"), [("sqlite3", ""), ("mcap", "jpeg")])
 def test_calibration_frames_come_from_a_bag_camera_topic(storage: str, compressed: str, tmp_path: Path) -> None:
-    from seg_perception.export.onnx import bag_calibration_frames
-    from seg_perception.io.bags import write_drive_bag
-    from seg_perception.synthetic.scenes import generate_drive
+    from seg_perception.export.calibration import bag_calibration_frames
+    from seg_perception.synthetic.frames import generate_drive
+    from seg_perception.synthetic.writers import write_drive_bag
 
     bag = write_drive_bag(tmp_path / "drive", generate_drive(3, 5, 128, 64), storage=storage, compressed=compressed)
     frames = bag_calibration_frames(bag, SIZE, limit=3)

@@ -24,8 +24,8 @@ from sensor_msgs.msg import Image
 
 from seg_perception.config.records import SemanticModelConfig
 from seg_perception.errors import ConfigError
-from seg_perception.export.engine_build import check_sidecar, sidecar_path
 from seg_perception.inference import engine_policy, registry
+from seg_perception.inference.artifacts import check_sidecar, sidecar_path
 from seg_perception.inference.base import SemanticOutput
 from seg_perception.io.image import ColorOrder, DecodedImage
 from seg_perception.pipeline import semantic as semantic_module
@@ -212,7 +212,7 @@ def test_require_without_an_engine_refuses_with_the_build_command(small_semantic
 @pytest.mark.slow
 def test_require_with_a_valid_engine_but_no_gpu_refuses(background_build, small_semantic_params: dict) -> None:
     *_, engines = background_build
-    with pytest.raises(ConfigError, match="no TensorRT runtime usable here .torch sees no CUDA GPU"):
+    with pytest.raises(ConfigError, match=r"no TensorRT runtime usable here .torch sees no CUDA GPU"):
         SemanticSegmenter.from_config(config(small_semantic_params, engines, "require"))
 
 

@@ -1,4 +1,4 @@
-"""The GPU path of the torch backend (issue 7): pre-processing in torch, the frame runner and
+"""The GPU path of the torch backend: pre-processing in torch, the frame runner and
 its use by the segmenter, the bench and the combined core.
 
 Everything device-independent runs here on the CPU; the tests marked ``needs_cuda`` check
@@ -39,7 +39,7 @@ def _image(height: int, width: int, order: ColorOrder, seed: int) -> DecodedImag
 
 
 def _scene(width: int, height: int, seed: int, order: ColorOrder = ColorOrder.RGB) -> DecodedImage:
-    from seg_perception.synthetic.scenes import generate_frame
+    from seg_perception.synthetic.frames import generate_frame
 
     rgb = generate_frame(seed, 0, width, height, "day").image
     if order is ColorOrder.BGR:
@@ -233,9 +233,9 @@ def test_cuda_graph_replay_equals_eager_execution(shipped: SemanticSegmenter, pr
             assert (a.confidence is None) == (not conf)
             if conf:
                 assert np.array_equal(a.confidence, b.confidence)
-    runner = graphed.backend.runner  # type: ignore[attr-defined]
+    runner = graphed.backend.runner
     assert runner.graphs_active and runner.captured == 2  # (1 frame, 256x512) x with/without confidence
-    assert not eager.backend.runner.graphs_active  # type: ignore[attr-defined]
+    assert not eager.backend.runner.graphs_active
     a1 = graphed.segment(first)[0].class_map
     a2 = graphed.segment(second)[0].class_map
     assert not np.array_equal(a1, a2)  # different scenes: a stale static input would repeat a1
@@ -284,7 +284,7 @@ def test_cuda_graph_capture_failure_falls_back_to_eager_with_one_warning(
             assert np.array_equal(gpu.segment(frame)[0].class_map, eager.segment(frame)[0].class_map)
         gpu.segment(frame + frame)
     assert len([r for r in caplog.records if "CUDA graph capture failed" in r.message]) == 1
-    assert not gpu.backend.runner.graphs_active  # type: ignore[attr-defined]
+    assert not gpu.backend.runner.graphs_active
 
 
 @needs_cuda

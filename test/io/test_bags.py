@@ -9,9 +9,11 @@ import pytest
 from rosbags.rosbag2 import Reader
 
 from seg_perception.apps.cli import main
-from seg_perception.io.bags import TYPESTORE, write_drive_bag
-from seg_perception.io.image import decode_compressed, decode_image, to_rgb
-from seg_perception.synthetic.scenes import generate_drive
+from seg_perception.io.bags import TYPESTORE
+from seg_perception.io.compressed import decode_compressed
+from seg_perception.io.image import decode_image, to_rgb
+from seg_perception.synthetic.frames import generate_drive
+from seg_perception.synthetic.writers import write_drive_bag
 
 
 @pytest.mark.parametrize(

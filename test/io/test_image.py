@@ -18,16 +18,9 @@ from rosbags.image import compressed_image_to_cvimage, image_to_cvimage
 from rosbags.typesys import Stores, get_typestore
 
 from seg_perception.errors import ImageError
-from seg_perception.io.image import (
-    SUPPORTED_ENCODINGS,
-    ColorOrder,
-    DecodedImage,
-    decode_compressed,
-    decode_image,
-    encode_compressed,
-    encode_image,
-    to_rgb,
-)
+from seg_perception.io.compressed import decode_compressed, encode_compressed
+from seg_perception.io.image import SUPPORTED_ENCODINGS, ColorOrder, DecodedImage, decode_image, to_rgb
+from seg_perception.io.image_encode import encode_image
 
 TYPESTORE = get_typestore(Stores.ROS2_HUMBLE)
 RbImage = TYPESTORE.types["sensor_msgs/msg/Image"]

@@ -26,22 +26,14 @@ import yaml
 
 from seg_perception.errors import ConfigError, SegPerceptionError
 from seg_perception.labels import load_label_set
-from seg_perception.metrics import (
-    AVG_CLASS_SIZE,
-    InstanceEvaluator,
-    PanopticEvaluator,
-    SemanticEvaluator,
-    coco_ground_truth,
-    coco_mask_ap,
-    coco_predictions,
-    evaluate_paths,
-    gt_panoptic_segments,
-    main_eval,
-    pred_panoptic_segments,
-    write_instance_predictions,
-    write_panoptic_json,
-)
-from seg_perception.synthetic.scenes import generate_frame, write_cityscapes
+from seg_perception.metrics.cityscapes.files import write_instance_predictions, write_panoptic_json
+from seg_perception.metrics.cityscapes.instance import InstanceEvaluator
+from seg_perception.metrics.cityscapes.panoptic import PanopticEvaluator, gt_panoptic_segments, pred_panoptic_segments
+from seg_perception.metrics.cityscapes.semantic import AVG_CLASS_SIZE, SemanticEvaluator
+from seg_perception.metrics.coco import coco_ground_truth, coco_mask_ap, coco_predictions
+from seg_perception.metrics.run import evaluate_paths, main_eval
+from seg_perception.synthetic.frames import generate_frame
+from seg_perception.synthetic.writers import write_cityscapes
 
 cs_labels = pytest.importorskip("cityscapesscripts.helpers.labels")
 px_eval = pytest.importorskip("cityscapesscripts.evaluation.evalPixelLevelSemanticLabeling")
@@ -217,7 +209,7 @@ def _predict(fr, rng) -> tuple[np.ndarray, np.ndarray, dict[int, float], np.ndar
     scores: dict[int, float] = {}
     for label in sorted({it[0] for it in items}):
         ranked = sorted((it for it in items if it[0] == label), key=lambda it: -it[2])
-        for k, (_, m, s) in enumerate(ranked, start=1):
+        for k, (_, _m, s) in enumerate(ranked, start=1):
             scores[label * 1000 + k] = s
     for label in sorted({it[0] for it in items}):  # paint: higher scores last (on top)
         ranked = sorted((it for it in items if it[0] == label), key=lambda it: -it[2])

@@ -18,7 +18,7 @@ def test_a_checkpoints_own_normalisation_goes_into_the_graph(tmp_path) -> None:
         {"model": model.state_dict(), "meta": {"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}},
         tmp_path / "own.pth",
     )
-    loaded, meta = build_semantic_model("deeplabv3_mobilenet_v3_large", 19, tmp_path / "own.pth")
+    loaded, _ = build_semantic_model("deeplabv3_mobilenet_v3_large", 19, tmp_path / "own.pth")
     mean, std = SemanticHead(loaded).normalization()
     assert mean == pytest.approx((0.5,) * 3) and std == pytest.approx((0.25,) * 3)
     assert SemanticHead(model).normalization()[0] == pytest.approx(IMAGENET_MEAN)  # no meta: ImageNet

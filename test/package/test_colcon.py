@@ -222,7 +222,9 @@ def test_installed_node_runs_on_installed_defaults_over_dds(workspace: Path, tmp
             deadline = time.monotonic() + 60
             while out is None and time.monotonic() < deadline:  # input is best effort: re-send
                 pub.publish(msg)
-                client.wait_for(lambda: find_message(client.messages(f"{NS}/semantic/class_map"), msg.header.stamp), 3)
+                client.wait_for(
+                    lambda m=msg: find_message(client.messages(f"{NS}/semantic/class_map"), m.header.stamp), 3
+                )
                 out = find_message(client.messages(f"{NS}/semantic/class_map"), msg.header.stamp)
             assert out is not None, f"no class_map for frame {i}:\n{node.output}"
             assert out.header.stamp == msg.header.stamp and out.header.frame_id == msg.header.frame_id

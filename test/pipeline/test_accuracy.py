@@ -21,13 +21,14 @@ from torchvision.models.segmentation import deeplabv3_mobilenet_v3_large
 from seg_perception.config.records import SemanticModelConfig, node_defaults
 from seg_perception.errors import CheckpointError
 from seg_perception.io.image import ColorOrder, DecodedImage
-from seg_perception.metrics.cityscapes import SemanticEvaluator
+from seg_perception.metrics.cityscapes.semantic import SemanticEvaluator
 from seg_perception.models.semantic import IMAGENET_MEAN, IMAGENET_STD, build_semantic_model, read_checkpoint
 from seg_perception.pipeline.postprocess import upsample_nearest
 from seg_perception.pipeline.preprocess import resize_batch
 from seg_perception.pipeline.semantic import SemanticSegmenter
-from seg_perception.synthetic.scenes import CONDITIONS, SyntheticFrame, generate_frame
-from seg_perception.training.loop import EVAL_SEED_OFFSET
+from seg_perception.synthetic.frames import SyntheticFrame, generate_frame
+from seg_perception.synthetic.params import CONDITIONS
+from seg_perception.training.config import EVAL_SEED_OFFSET
 
 HELD_OUT_SEED = 90_000
 FRAMES_PER_CONDITION = 3
@@ -205,7 +206,7 @@ def test_checkpoint_with_other_class_count_is_refused_through_the_config(tmp_pat
 def _instance_score(frames: list[SyntheticFrame], images: list[DecodedImage]) -> dict:
     """Official Cityscapes instance AP of the configured default instance core on ``images``."""
     from seg_perception.config.records import InstanceModelConfig
-    from seg_perception.metrics.cityscapes import InstanceEvaluator
+    from seg_perception.metrics.cityscapes.instance import InstanceEvaluator
     from seg_perception.pipeline.factory import instance_from_config
 
     params = node_defaults("instance")

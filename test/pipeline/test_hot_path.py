@@ -1,4 +1,5 @@
-"""The lean hot path (issue 7) keeps every output the reference computation gives."""
+"""The lean hot path (decode as a view, resize once, upsample into the message buffer) keeps every
+output the reference computation gives."""
 
 from __future__ import annotations
 
@@ -144,7 +145,7 @@ def shipped() -> SemanticSegmenter:
 
 
 def test_segmenter_class_maps_equal_the_reference_composition(shipped: SemanticSegmenter) -> None:
-    from seg_perception.synthetic.scenes import generate_frame
+    from seg_perception.synthetic.frames import generate_frame
 
     image = DecodedImage(generate_frame(2, 0, 1920, 1080, "day").image, ColorOrder.RGB)
     result = shipped.segment([image], with_confidence=True)[0]
@@ -161,7 +162,7 @@ def test_segmenter_class_maps_equal_the_reference_composition(shipped: SemanticS
 def test_cheaper_downscale_keeps_the_area_class_maps_on_generated_scenes(shipped: SemanticSegmenter) -> None:
     """Accuracy guard for the pre-processing change: class maps agree with the INTER_AREA
     ones (the previous pre-processing) on >= 98 % of pixels of 1080p road scenes."""
-    from seg_perception.synthetic.scenes import generate_frame
+    from seg_perception.synthetic.frames import generate_frame
 
     agree = []
     for i in range(3):

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from seg_perception.errors import CheckpointError, ConfigError
+from seg_perception.inference.base import Detections
 from seg_perception.io.image import ColorOrder, DecodedImage
 from seg_perception.labels import Label, load_label_set
 from seg_perception.models.instance import (
@@ -22,13 +23,12 @@ from seg_perception.models.instance import (
     save_instance_checkpoint,
 )
 from seg_perception.pipeline.instance import (
-    Detections,
     InstanceResult,
     InstanceSegmenter,
     check_instance_encoding,
-    draw_instance_overlay,
     instances_from_detections,
 )
+from seg_perception.pipeline.overlays import draw_instance_overlay
 from seg_perception.pipeline.panoptic import fuse_panoptic
 
 LABELS = load_label_set("cityscapes")

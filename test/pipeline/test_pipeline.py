@@ -11,12 +11,13 @@ import torch
 
 from seg_perception.config.records import SemanticModelConfig
 from seg_perception.errors import BackendError, CheckpointError, ConfigError
-from seg_perception.inference import SemanticBackend, create_semantic_backend
-from seg_perception.inference.registry import SemanticArtifacts
+from seg_perception.inference.base import SemanticBackend
+from seg_perception.inference.registry import SemanticArtifacts, create_semantic_backend
 from seg_perception.io.image import ColorOrder, DecodedImage
 from seg_perception.metrics.latency import RollingStats
 from seg_perception.models.semantic import build_semantic_model, read_checkpoint
-from seg_perception.pipeline.postprocess import blend_overlay, upsample_nearest
+from seg_perception.pipeline.overlays import blend_overlay
+from seg_perception.pipeline.postprocess import upsample_nearest
 from seg_perception.pipeline.preprocess import resize_batch
 from seg_perception.pipeline.semantic import SemanticSegmenter
 from seg_perception.ros.frame_buffer import LatestFrameBuffer
@@ -140,17 +141,17 @@ def test_checkpoint_that_is_not_a_torch_file_is_rejected(tmp_path) -> None:
 
 
 def _small(**kw) -> SemanticModelConfig:
-    base = dict(
-        model="deeplabv3_mobilenet_v3_large",
-        checkpoint="",
-        labels="cityscapes",
-        input_height=64,
-        input_width=128,
-        backend="torch",
-        device="cpu",
-        precision="fp32",
-        engines_dir="engines",
-    )
+    base = {
+        "model": "deeplabv3_mobilenet_v3_large",
+        "checkpoint": "",
+        "labels": "cityscapes",
+        "input_height": 64,
+        "input_width": 128,
+        "backend": "torch",
+        "device": "cpu",
+        "precision": "fp32",
+        "engines_dir": "engines",
+    }
     return SemanticModelConfig(**{**base, **kw})
 
 
@@ -176,7 +177,10 @@ def _small(**kw) -> SemanticModelConfig:
 )
 def test_every_backend_honours_the_semantic_backend_contract(backend_name: str, tmp_path) -> None:
     """One contract for all backends: uint8 (N, H, W, 3) in, uint8 class ids (+ confidence) out."""
-    build = lambda: build_semantic_model("deeplabv3_mobilenet_v3_large", 19, None)[0]  # noqa: E731
+
+    def build() -> torch.nn.Module:
+        return build_semantic_model("deeplabv3_mobilenet_v3_large", 19, None)[0]
+
     artifacts, device = SemanticArtifacts(tmp_path / "s.onnx", None, (64, 128)), "cpu"
     if backend_name == "tensorrt":
         from seg_perception.export.engine_build import build_engine
@@ -199,7 +203,10 @@ def test_every_backend_honours_the_semantic_backend_contract(backend_name: str, 
 
 
 def test_backend_selection_errors_are_clear() -> None:
-    build = lambda: build_semantic_model("deeplabv3_mobilenet_v3_large", 19, None)[0]  # noqa: E731
+
+    def build() -> torch.nn.Module:
+        return build_semantic_model("deeplabv3_mobilenet_v3_large", 19, None)[0]
+
     with pytest.raises(ConfigError, match="unknown backend"):
         create_semantic_backend("openvino", "cpu", "fp32", build)
     with pytest.raises(BackendError, match="fp16 with the torch backend needs device cuda"):

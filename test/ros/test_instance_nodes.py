@@ -16,7 +16,7 @@ from seg_perception.pipeline.factory import instance_from_config
 from seg_perception.pipeline.panoptic import fuse_panoptic
 from seg_perception.pipeline.semantic import SemanticSegmenter
 from seg_perception.ros.tools.harness import GraphClient, NodeProcess, find_message
-from seg_perception.synthetic.scenes import generate_frame
+from seg_perception.synthetic.frames import generate_frame
 
 from .helpers import latest_diagnostics, make_image, publish_until, stamped
 

@@ -24,7 +24,7 @@ def publish_until_received(camera: GraphClient, pub, listener: GraphClient, topi
     while time.monotonic() < deadline:
         msg = stamped(make_image("rgb8", 320, 240, seed=seed), camera, "lazy")
         pub.publish(msg)
-        if listener.wait_for(lambda: find_message(listener.messages(topic), msg.header.stamp) is not None, 1.0):
+        if listener.wait_for(lambda m=msg: find_message(listener.messages(topic), m.header.stamp) is not None, 1.0):
             return msg
     return None
 

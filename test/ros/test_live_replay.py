@@ -3,6 +3,7 @@ bag_recorder writes topics of the graph to a bag that rosbags reads."""
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,8 @@ from sensor_msgs.msg import Image
 
 from seg_perception.io import bags
 from seg_perception.ros.tools.harness import GraphClient, NodeProcess
-from seg_perception.synthetic.scenes import generate_drive
+from seg_perception.synthetic.frames import generate_drive
+from seg_perception.synthetic.writers import write_drive_bag
 
 pytestmark = pytest.mark.ros
 
@@ -26,7 +28,7 @@ TOLERANCE_S = 0.06
 @pytest.fixture(scope="module")
 def drive(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("live") / "drive"
-    return bags.write_drive_bag(path, generate_drive(11, FRAMES, 160, 96, fps=FPS), fps=FPS)
+    return write_drive_bag(path, generate_drive(11, FRAMES, 160, 96, fps=FPS), fps=FPS)
 
 
 def wait_exit(node: NodeProcess, timeout: float) -> int:
@@ -74,7 +76,7 @@ def test_player_keeps_the_recorded_timing_and_publishes_clock(drive: Path, tmp_p
 
     clock = [m.clock.sec * 1_000_000_000 + m.clock.nanosec for m in client.messages("/clock")]
     assert len(clock) > 10
-    assert all(b >= a for a, b in zip(clock, clock[1:])), "the clock ran backwards"
+    assert all(b >= a for a, b in itertools.pairwise(clock)), "the clock ran backwards"
     assert stamps[0] - 1e8 <= clock[0] and clock[-1] <= stamps[-1] + 1e8  # the bag's time, not the wall's
 
     with Reader(tmp_path / "recorded") as reader:

@@ -104,7 +104,7 @@ def test_three_cameras_batched_each_output_its_own_frame_and_the_slow_camera_nev
         time.sleep(1.0)  # one more diagnostics period, so the counters below are final
 
         offline = SemanticSegmenter.from_config(SemanticModelConfig.from_params(small_semantic_params))
-        for cam, (encoding, width, height, _) in CAMERAS.items():
+        for cam, (_, width, height, _) in CAMERAS.items():
             expected = [offline.segment([decode_image(f)])[0].class_map for f in frames[cam]]
             assert all(len(np.unique(e)) > 1 for e in expected)  # meaningful comparisons
             outputs = [m for m in client.messages(f"{NS}/{cam}/semantic/class_map") if m.header.frame_id != "warm"]

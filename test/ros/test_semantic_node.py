@@ -15,7 +15,8 @@ from diagnostic_msgs.msg import DiagnosticArray
 from sensor_msgs.msg import CompressedImage, Image
 
 from seg_perception.config.records import SemanticModelConfig
-from seg_perception.io.image import decode_compressed, decode_image
+from seg_perception.io.compressed import decode_compressed
+from seg_perception.io.image import decode_image
 from seg_perception.pipeline.semantic import SemanticSegmenter
 from seg_perception.ros.tools.harness import GraphClient, NodeProcess, find_message, node_command, node_env
 
@@ -78,7 +79,7 @@ def test_node_class_map_equals_offline_core(graph, offline_core, encoding, width
 def test_node_serves_compressed_frames_and_optional_outputs(graph, offline_core) -> None:
     client, _, cpub, _ = graph
     rgb = cv2.resize(np.random.default_rng(3).integers(0, 256, (30, 40, 3), np.uint8), (400, 300))
-    ok, jpeg = cv2.imencode(".jpg", rgb[:, :, ::-1])
+    _, jpeg = cv2.imencode(".jpg", rgb[:, :, ::-1])
     msg = stamped(CompressedImage(format="jpeg", data=jpeg.tobytes()), client, "cam_jpeg")
     out = publish_until(client, cpub, msg, f"{NS}/semantic/class_map")
     assert out is not None
@@ -253,7 +254,9 @@ def test_reliable_and_best_effort_subscribers_both_receive_outputs(graph) -> Non
         for attempt in range(5):  # the first sample can precede the match on the writer's side
             msg = stamped(make_image("rgb8", 320, 240, seed=77 + attempt), client, "qos")
             assert publish_until(client, pub, msg, topic) is not None  # the reliable listener
-            if best_effort.wait_for(lambda: find_message(best_effort.messages(topic), msg.header.stamp) is not None, 5):
+            if best_effort.wait_for(
+                lambda m=msg: find_message(best_effort.messages(topic), m.header.stamp) is not None, 5
+            ):
                 got_both = True
                 break
         assert got_both

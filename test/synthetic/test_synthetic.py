@@ -1,29 +1,25 @@
-"""Tests of the procedural road-scene generator (seg_perception.synthetic.scenes)."""
+"""Tests of the procedural road-scene generator (seg_perception.synthetic)."""
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import cv2
 import numpy as np
 import pytest
 
-from seg_perception.synthetic import scenes as syn
-from seg_perception.synthetic.scenes import (
-    CONDITIONS,
-    SceneParams,
-    SyntheticFrame,
-    generate_drive,
-    generate_frame,
-    write_cityscapes,
-)
+from seg_perception.synthetic import label_ids as syn
+from seg_perception.synthetic.frames import SyntheticFrame, generate_drive, generate_frame
+from seg_perception.synthetic.params import CONDITIONS, SceneParams
+from seg_perception.synthetic.writers import write_cityscapes
 
 W, H = 256, 128  # small frames keep the suite fast; the scene content does not depend on size
 
 
 @pytest.fixture(scope="module")
 def label_set():
-    return syn._label_set()
+    return syn.cityscapes_label_set()
 
 
 @pytest.fixture(scope="module")
@@ -225,17 +221,17 @@ def test_drive_frames_are_coherent_like_video():
     def diff(a, b):
         return np.abs(a.astype(np.int16) - b.astype(np.int16)).mean()
 
-    consecutive = np.mean([diff(a.image, b.image) for a, b in zip(drive, drive[1:])])
+    consecutive = np.mean([diff(a.image, b.image) for a, b in itertools.pairwise(drive)])
     others = [generate_frame(2, i, W, H, condition="day").image for i in range(4)]
     unrelated = np.mean([diff(a.image, o) for a in drive[:4] for o in others])
     assert consecutive < 0.5 * unrelated, (consecutive, unrelated)
-    label_agree = np.mean([(a.label_ids == b.label_ids).mean() for a, b in zip(drive, drive[1:])])
+    label_agree = np.mean([(a.label_ids == b.label_ids).mean() for a, b in itertools.pairwise(drive)])
     assert label_agree > 0.8
     # objects keep their identity: most instances of a frame are still there in the next one
-    kept = [len(set(a.instances) & set(b.instances)) / max(1, len(a.instances)) for a, b in zip(drive, drive[1:])]
+    kept = [len(set(a.instances) & set(b.instances)) / max(1, len(a.instances)) for a, b in itertools.pairwise(drive)]
     assert np.mean(kept) > 0.7
     # the camera moves forward: dashes and objects stream towards it (the frames are not static)
-    assert min(diff(a.image, b.image) for a, b in zip(drive, drive[1:])) > 0.5
+    assert min(diff(a.image, b.image) for a, b in itertools.pairwise(drive)) > 0.5
 
 
 def test_drives_are_deterministic_and_a_longer_drive_extends_a_shorter_one():
@@ -251,6 +247,6 @@ def test_the_ground_plane_is_below_the_horizon_and_the_sky_above(frames):
     for f in frames:
         bottom = f.label_ids[-1]
         top = f.label_ids[0]
-        ground = np.isin(bottom, [syn.ROAD, syn.SIDEWALK, syn.TERRAIN] + list(syn.THING_LABEL_IDS))
+        ground = np.isin(bottom, [syn.ROAD, syn.SIDEWALK, syn.TERRAIN, *syn.THING_LABEL_IDS])
         assert ground.mean() > 0.7
         assert not np.isin(top, [syn.ROAD, syn.SIDEWALK]).any()

@@ -11,15 +11,12 @@ import torch
 from seg_perception.errors import SegPerceptionError
 from seg_perception.labels import load_label_set
 from seg_perception.models.semantic import build_semantic_model
-from seg_perception.synthetic.scenes import CONDITIONS, generate_frame
-from seg_perception.training.loop import (
-    TrainConfig,
-    class_weights,
-    instance_targets,
-    model_card,
-    train,
-    transfer_backbone,
-)
+from seg_perception.synthetic.frames import generate_frame
+from seg_perception.synthetic.params import CONDITIONS
+from seg_perception.training.card import model_card
+from seg_perception.training.config import TrainConfig
+from seg_perception.training.data import class_weights, instance_targets
+from seg_perception.training.loop import train, transfer_backbone
 
 pytestmark = pytest.mark.slow
 

@@ -10,7 +10,7 @@ listener is this process, with default DDS settings too. Reported per case: fram
 class maps received and per second, latency (receive time here - header stamp, one clock)
 p50/p99, the node's own counters from /diagnostics, and the share of the frames the model
 has time for (``seconds x`` the in-core rate measured in this process, same parameters).
-Tests call :func:`run_camera_case` with the same arguments (test/test_stock_camera.py).
+Tests call :func:`run_camera_case` with the same arguments (test/ros/test_stock_camera.py).
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
 from sensor_msgs.msg import Image
 
-from seg_perception.apps.bench import _summary, camera_message, machine, run_cases, semantic_case, write_report
+from seg_perception.apps.bench import semantic_case
+from seg_perception.apps.timing import _summary, camera_message, machine, run_cases, write_report
 from seg_perception.config.records import SemanticModelConfig, node_defaults
 from seg_perception.pipeline.semantic import SemanticSegmenter
 from seg_perception.resources import config_path, resolve

@@ -1,5 +1,8 @@
 """`seg-perception demo` (`make demo`): a synthetic drive replayed through the live ROS 2 graph.
 
+The command runs this module as a child process (``python -m seg_perception.ros.tools.demo``,
+same options): the command line sits below the ROS layer.
+
 1. generates a drive bag (1280x720 camera at 10 Hz + ground truth), or reuses it;
 2. starts three real nodes, each in its own process, talking over Fast DDS with
    ``use_sim_time``: ``perception_node`` (both models, panoptic), ``bag_recorder`` (every
@@ -12,11 +15,13 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import random
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +31,16 @@ import yaml
 from diagnostic_msgs.msg import DiagnosticArray
 from sensor_msgs.msg import Image
 
+from seg_perception.apps.cli_common import PROG, add_demo_options, run_guarded, setup_logging
+from seg_perception.config import overrides
 from seg_perception.errors import SegPerceptionError
 from seg_perception.io import bags
 from seg_perception.io.image import decode_image, to_rgb
 from seg_perception.metrics.bags import evaluate_bags
 from seg_perception.metrics.run import format_report, jsonable
 from seg_perception.ros.tools.harness import GraphClient, NodeProcess
-from seg_perception.synthetic.scenes import generate_drive
+from seg_perception.synthetic.frames import generate_drive
+from seg_perception.synthetic.writers import write_drive_bag
 
 NAMESPACE = "/camera"
 CAMERA_TOPIC = f"{NAMESPACE}/image_raw"
@@ -55,7 +63,7 @@ def drive_bag(out: Path, frames: int, seed: int) -> Path:
         return path
     width, height = FRAME_SIZE
     print(f"demo: generating a {frames}-frame synthetic drive ({width}x{height} at {FPS:g} Hz, seed {seed}) -> {path}")
-    return bags.write_drive_bag(path, generate_drive(seed, frames, width, height, fps=FPS), fps=FPS)
+    return write_drive_bag(path, generate_drive(seed, frames, width, height, fps=FPS), fps=FPS)
 
 
 def _nested(params: dict[str, Any]) -> dict[str, Any]:
@@ -234,7 +242,7 @@ def _report(
         return 1
     video_path = out / "overlays.mp4"
     width, height = FRAME_SIZE
-    video = cv2.VideoWriter(str(video_path), cv2.VideoWriter_fourcc(*"mp4v"), FPS, (width, height))
+    video = cv2.VideoWriter(str(video_path), cv2.VideoWriter.fourcc(*"mp4v"), FPS, (width, height))
     png_frames = set(np.linspace(0, len(stamps) - 1, min(4, len(stamps))).round().astype(int).tolist())
     pngs = []
     for i, stamp in enumerate(stamps):
@@ -253,7 +261,7 @@ def _report(
 
     metrics = evaluate_bags(recorded, bag)
     played = len(inputs[CAMERA_TOPIC])
-    report = {
+    report: dict[str, Any] = {
         "frames_played": played,
         "frames_with_outputs": len(stamps),
         "rate": rate,
@@ -298,3 +306,24 @@ def _report(
         f"metrics.md, node.log and the recorded outputs_bag/ to {out}/"
     )
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`seg-perception demo` in this process: its options, its checks, its error boundary."""
+    # The command's own parser (no description): `--help` here reads as `seg-perception demo --help`.
+    parser = argparse.ArgumentParser(prog=f"{PROG} demo")
+    add_demo_options(parser)
+    args = parser.parse_args(argv)
+    setup_logging()
+
+    def demo() -> int:
+        if not args.rate > 0:
+            raise SegPerceptionError(f"--rate must be > 0, got {args.rate}")
+        params = overrides.node_params("perception", args.config, args.param or ())
+        return run_demo(Path(args.out), args.frames, args.seed, params, args.rate)
+
+    return run_guarded(demo)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -14,8 +14,10 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import rclpy
+from builtin_interfaces.msg import Time
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
+from rclpy.publisher import Publisher
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Header
 
@@ -49,13 +51,15 @@ class NodeProcess:
         self._start(node_command(module, namespace, params, params_file), node_env())
 
     @classmethod
-    def from_command(cls, command: list[str], env: dict[str, str], cwd: str | os.PathLike | None = None) -> NodeProcess:
+    def from_command(
+        cls, command: list[str], env: dict[str, str], cwd: str | os.PathLike[str] | None = None
+    ) -> NodeProcess:
         """Any node command line (an installed executable, a sourced shell that execs one)."""
         node = cls.__new__(cls)
         node._start(command, env, cwd)
         return node
 
-    def _start(self, command: list[str], env: dict[str, str], cwd: str | os.PathLike | None = None) -> None:
+    def _start(self, command: list[str], env: dict[str, str], cwd: str | os.PathLike[str] | None = None) -> None:
         self.proc = subprocess.Popen(
             command, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )
@@ -121,7 +125,7 @@ class GraphClient:
 
         self.node.create_subscription(msg_type, topic, store, qos)
 
-    def publisher(self, msg_type: type, topic: str, depth: int = 10):  # noqa: ANN201
+    def publisher(self, msg_type: type, topic: str, depth: int = 10) -> Publisher[Any]:
         return self.node.create_publisher(msg_type, topic, depth)
 
     def messages(self, topic: str) -> list[Any]:
@@ -140,7 +144,7 @@ class GraphClient:
             time.sleep(poll)
         return predicate()
 
-    def now_msg(self):  # noqa: ANN201
+    def now_msg(self) -> Time:
         return self.node.get_clock().now().to_msg()
 
     def now_msg_header(self, frame_id: str) -> Header:

@@ -38,11 +38,13 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
-from seg_perception.apps.bench import Case, _summary, camera_message, run_cases, semantic_case, write_report
+from seg_perception.apps.bench import semantic_case
+from seg_perception.apps.cli_common import add_param_option
+from seg_perception.apps.timing import Case, _summary, camera_message, run_cases, write_report
 from seg_perception.config.records import SemanticModelConfig, node_defaults
 from seg_perception.pipeline.semantic import SemanticSegmenter
 from seg_perception.ros.tools.harness import GraphClient, NodeProcess
-from seg_perception.synthetic.scenes import generate_frame
+from seg_perception.synthetic.frames import generate_frame
 
 NAMESPACE = "/latency_bench"
 NODE_MODULE = "seg_perception.ros.semantic_node"
@@ -308,13 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rss-period", type=float, default=5.0)
     parser.add_argument("--skip-serial", action="store_true")
     parser.add_argument("--skip-overload", action="store_true")
-    parser.add_argument(
-        "-p",
-        "--param",
-        action="append",
-        metavar="KEY=VALUE",
-        help="node parameter, also used for the in-core reference (default: config/semantic.yaml)",
-    )
+    add_param_option(parser, "node parameter, also used for the in-core reference (default: config/semantic.yaml)")
     parser.add_argument("--json", default="out/bench/latency_dds.json")
     args = parser.parse_args(argv)
     os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(40, 99)))

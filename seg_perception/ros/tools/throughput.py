@@ -26,10 +26,10 @@ from typing import Any
 import numpy as np
 from sensor_msgs.msg import Image
 
-from seg_perception.apps.bench import write_report
+from seg_perception.apps.timing import write_report
 from seg_perception.ros.messages import image_msg
 from seg_perception.ros.tools.harness import GraphClient, NodeProcess
-from seg_perception.synthetic.scenes import generate_frame
+from seg_perception.synthetic.frames import generate_frame
 
 SIZE = {"input_height": 256, "input_width": 512, "device": "cpu"}
 

@@ -11,6 +11,7 @@ newest-frame-wins, default torch threads. Run as a script with a clean environme
 from __future__ import annotations
 
 import argparse
+import contextlib
 
 
 def main() -> int:
@@ -25,9 +26,9 @@ def main() -> int:
     import numpy as np
     import rclpy
     import torch
-    import torch.nn.functional as F
     from rclpy.executors import ExternalShutdownException
     from sensor_msgs.msg import Image
+    from torch.nn import functional
     from torchvision.models.segmentation import deeplabv3_mobilenet_v3_large
 
     checkpoint = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
@@ -48,19 +49,17 @@ def main() -> int:
         frame = np.frombuffer(msg.data, np.uint8).reshape(msg.height, msg.width, 3).copy()  # cv_bridge-style
         with torch.no_grad():
             x = torch.from_numpy(frame).permute(2, 0, 1).unsqueeze(0).float() / 255.0
-            x = F.interpolate(x, size=(args.height, args.width), mode="bilinear", align_corners=False)
+            x = functional.interpolate(x, size=(args.height, args.width), mode="bilinear", align_corners=False)
             logits = model((x - mean) / std)["out"]
             labels = logits.argmax(1, keepdim=True).float()
-            full = F.interpolate(labels, size=(msg.height, msg.width), mode="nearest")
+            full = functional.interpolate(labels, size=(msg.height, msg.width), mode="nearest")
         out = Image(header=msg.header, height=msg.height, width=msg.width, encoding="mono8", step=msg.width)
         out.data = full[0, 0].to(torch.uint8).numpy().tobytes()
         pub.publish(out)
 
     node.create_subscription(Image, args.image, on_image, 10)
-    try:
+    with contextlib.suppress(KeyboardInterrupt, ExternalShutdownException):  # Ctrl-C: stop quietly
         rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
     node.destroy_node()
     rclpy.try_shutdown()
     return 0
