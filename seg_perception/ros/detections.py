@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from std_msgs.msg import Header
 
-from seg_perception.pipeline.instance import InstanceRecord
+if TYPE_CHECKING:
+    from seg_perception.pipeline.instance import InstanceRecord
+
 
 try:
     from vision_msgs.msg import BoundingBox2D, Detection2D, Detection2DArray, ObjectHypothesisWithPose

@@ -8,8 +8,9 @@ from typing import Any
 from seg_perception.config.records import InstanceModelConfig
 from seg_perception.pipeline.factory import instance_from_config
 from seg_perception.pipeline.instance import InstanceSegmenter
+from seg_perception.ros.channels import InputFrame
 from seg_perception.ros.core_info import describe_instance, instance_values
-from seg_perception.ros.node_base import InputFrame, SegmentationNodeBase
+from seg_perception.ros.node_base import SegmentationNodeBase
 from seg_perception.ros.outputs import InstanceOutputs
 from seg_perception.ros.runner import run_node
 

@@ -21,8 +21,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray
@@ -36,12 +35,12 @@ from seg_perception.config.records import NodeIOConfig, node_defaults
 from seg_perception.errors import ConfigError, ImageError, SegPerceptionError
 from seg_perception.inference.threads import set_cpu_threads
 from seg_perception.io.bags import decode_frame
-from seg_perception.io.image import DecodedImage
 from seg_perception.metrics.latency import RollingStats
 from seg_perception.ros.camera_input import CameraInput
+from seg_perception.ros.channels import CameraChannel, InputFrame, OutputGroup
 from seg_perception.ros.clocks import steady_clock
 from seg_perception.ros.frame_buffer import LatestFrameBuffer
-from seg_perception.ros.input_health import WARN_LEVEL, Verdict, diagnose
+from seg_perception.ros.input_health import WARN_LEVEL, diagnose
 from seg_perception.ros.node_diagnostics import node_statuses
 from seg_perception.ros.parameters import declare_from_defaults
 from seg_perception.ros.qos import qos_profile
@@ -51,43 +50,6 @@ DEFAULT_CAMERA = ""  # `cameras: []`: one camera, topics directly under the node
 WARN_THROTTLE_S = 5.0
 INPUT_POLL_S = 0.5  # how often the node looks at publishers (QoS, health) and, if lazy, listeners
 TAKE_TIMEOUT_S = 0.1  # the worker wakes this often to notice a stop request
-
-
-@dataclass(frozen=True)
-class InputFrame:
-    """A decoded frame with the header of the message it came from."""
-
-    camera: str
-    header: Header
-    image: DecodedImage
-    received_ns: int  # when the message reached this process, ROS clock (ns)
-
-
-class OutputGroup(Protocol):
-    """The publishers of one camera's results (see outputs.py)."""
-
-    @property
-    def publishers(self) -> list[Publisher[Any]]: ...
-
-
-@dataclass
-class CameraChannel:
-    """One camera: its inputs, its output group, latency stats and the input's last verdict."""
-
-    name: str
-    prefix: str  # "" or "<camera>/": prepended to every input and output topic
-    input: CameraInput
-    outputs: Any  # the concrete node's OutputGroup
-    stats: RollingStats = field(default_factory=RollingStats)
-    verdict: Verdict | None = None
-
-    @property
-    def subscribed(self) -> bool:
-        return self.input.subscribed
-
-    def listeners(self) -> int:
-        """Subscribers over all of this camera's outputs."""
-        return sum(pub.get_subscription_count() for pub in self.outputs.publishers)
 
 
 class SegmentationNodeBase(LifecycleNode):

@@ -16,7 +16,8 @@ from seg_perception.ros.input_health import WARN_LEVEL
 from seg_perception.ros.qos import describe_offers
 
 if TYPE_CHECKING:
-    from seg_perception.ros.node_base import CameraChannel, SegmentationNodeBase
+    from seg_perception.ros.channels import CameraChannel
+    from seg_perception.ros.node_base import SegmentationNodeBase
 
 
 def node_statuses(node: SegmentationNodeBase) -> list[DiagnosticStatus]:

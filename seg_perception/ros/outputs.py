@@ -9,14 +9,15 @@ from rclpy.publisher import Publisher
 from sensor_msgs.msg import Image
 
 from seg_perception.io.image import to_rgb
-from seg_perception.pipeline.instance import InstanceResult, InstanceSegmenter
-from seg_perception.pipeline.perception import FrameResult, PerceptionCore
-from seg_perception.pipeline.semantic import SemanticResult, SemanticSegmenter
 from seg_perception.ros.detections import DETECTIONS_AVAILABLE, detections_msg
 from seg_perception.ros.messages import image_msg
 
-if TYPE_CHECKING:
-    from seg_perception.ros.node_base import InputFrame, SegmentationNodeBase
+if TYPE_CHECKING:  # types only: a semantic node never loads the instance model's code (torchvision detection)
+    from seg_perception.pipeline.instance import InstanceResult, InstanceSegmenter
+    from seg_perception.pipeline.perception import FrameResult, PerceptionCore
+    from seg_perception.pipeline.semantic import SemanticResult, SemanticSegmenter
+    from seg_perception.ros.channels import InputFrame
+    from seg_perception.ros.node_base import SegmentationNodeBase
 
 
 class SemanticOutputs:

@@ -8,8 +8,9 @@ from typing import Any
 
 from seg_perception.config.records import InstanceModelConfig, section
 from seg_perception.pipeline.perception import PerceptionCore
+from seg_perception.ros.channels import InputFrame
 from seg_perception.ros.core_info import describe_instance, describe_semantic, instance_values, semantic_values
-from seg_perception.ros.node_base import InputFrame, SegmentationNodeBase
+from seg_perception.ros.node_base import SegmentationNodeBase
 from seg_perception.ros.outputs import PerceptionOutputs
 from seg_perception.ros.runner import run_node
 

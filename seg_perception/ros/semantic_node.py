@@ -7,8 +7,9 @@ from typing import Any
 
 from seg_perception.config.records import SemanticModelConfig
 from seg_perception.pipeline.semantic import SemanticSegmenter
+from seg_perception.ros.channels import InputFrame
 from seg_perception.ros.core_info import describe_semantic, semantic_values
-from seg_perception.ros.node_base import InputFrame, SegmentationNodeBase
+from seg_perception.ros.node_base import SegmentationNodeBase
 from seg_perception.ros.outputs import SemanticOutputs
 from seg_perception.ros.runner import run_node
 
