@@ -89,7 +89,6 @@ class CameraInput:
         if io.compressed_topic:
             self.topics.append(InputTopic(prefix + io.compressed_topic, COMPRESSED, CompressedImage))
         self.subscribe_events = 0  # how often the inputs were (re)subscribed
-        self.received = 0
         self.last_bad_input = ""
         self._subscribed_at = 0.0
         self._last_frame_at = 0.0
@@ -116,7 +115,7 @@ class CameraInput:
         self._subscribed_at = self._last_frame_at = now
         self._history.clear()
         for topic in self.topics:
-            topic.offers = offers_of(self.node.get_publishers_info_by_topic(self.resolved(topic)))
+            topic.offers = self._look_up_offers(topic)
             self._subscribe_topic(topic, self._wanted_reliability(topic))
         self.subscribe_events += 1
 
@@ -125,6 +124,9 @@ class CameraInput:
             if topic.subscription is not None:
                 self.node.destroy_subscription(topic.subscription)
                 topic.subscription = None
+
+    def _look_up_offers(self, topic: InputTopic) -> tuple[Offer, ...]:
+        return offers_of(self.node.get_publishers_info_by_topic(self.resolved(topic)))
 
     def _wanted_reliability(self, topic: InputTopic) -> str:
         if self.io.input_reliability == AUTO:
@@ -158,26 +160,25 @@ class CameraInput:
             + (" (input_reliability: auto)" if self.io.input_reliability == AUTO else "")
         )
 
-    def refresh(self, buffer_counts: tuple[int, int]) -> None:
+    def refresh(self, buffer_counts: tuple[int, int, int]) -> None:
         """Look at the publishers again (re-subscribe where ``auto`` wants another reliability)
         and sample the counters for the diagnosis window. ``buffer_counts``: this camera's
-        (bad_input, processed) totals from the frame buffer."""
+        (received, bad_input, processed) totals from the frame buffer."""
         if not self.subscribed:
             return
         for topic in self.topics:
-            topic.offers = offers_of(self.node.get_publishers_info_by_topic(self.resolved(topic)))
+            topic.offers = self._look_up_offers(topic)
             wanted = self._wanted_reliability(topic)
             if wanted != topic.reliability:
                 self._subscribe_topic(topic, wanted)
         now = time.monotonic()
-        lost = sum(t.lost for t in self.topics)
-        self._history.append((now, self.received, lost, *buffer_counts))
+        received, bad_input, processed = buffer_counts
+        self._history.append((now, received, self.lost(), bad_input, processed))
         while self._history and now - self._history[0][0] > HISTORY_S:
             self._history.popleft()
 
     # -- callbacks (executor thread) --------------------------------------------------------
     def _on_message(self, topic: InputTopic, raw: bytes) -> None:
-        self.received += 1
         self._last_frame_at = time.monotonic()
         self.on_frame(self.camera, topic.msgtype, raw)
 

@@ -293,7 +293,7 @@ class SegmentationNodeBase(LifecycleNode):
         counters = self.buffer.snapshot()
         for name, channel in self.channels.items():
             c = counters.get(name)
-            channel.input.refresh((c.bad_input, c.processed) if c else (0, 0))
+            channel.input.refresh((c.received, c.bad_input, c.processed) if c else (0, 0, 0))
             # The receive-buffer advice holds only where our profile makes frames arrive by UDP.
             rmem_max = self.rmem_max if self._own_profile else None
             verdict = diagnose(channel.input.state(self.io.input_timeout, rmem_max))

@@ -26,7 +26,8 @@ from sensor_msgs.msg import Image
 from seg_perception.config.records import SemanticModelConfig, node_defaults
 from seg_perception.io.image import decode_image
 from seg_perception.pipeline.semantic import SemanticSegmenter
-from seg_perception.ros.tools.harness import GraphClient, NodeProcess, find_message
+from seg_perception.ros.tools.harness import GraphClient, NodeProcess
+from test.ros.helpers import publish_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.ros]
 
@@ -218,14 +219,7 @@ def test_installed_node_runs_on_installed_defaults_over_dds(workspace: Path, tmp
         for i, (width, height) in enumerate([(640, 480), (333, 250), (1024, 512)]):
             msg = scene(width, height, seed=100 + i)
             msg.header = client.now_msg_header(f"colcon_cam_{i}")
-            out = None
-            deadline = time.monotonic() + 60
-            while out is None and time.monotonic() < deadline:  # input is best effort: re-send
-                pub.publish(msg)
-                client.wait_for(
-                    lambda m=msg: find_message(client.messages(f"{NS}/semantic/class_map"), m.header.stamp), 3
-                )
-                out = find_message(client.messages(f"{NS}/semantic/class_map"), msg.header.stamp)
+            out = publish_until(client, pub, msg, f"{NS}/semantic/class_map", timeout=60)
             assert out is not None, f"no class_map for frame {i}:\n{node.output}"
             assert out.header.stamp == msg.header.stamp and out.header.frame_id == msg.header.frame_id
             assert (out.height, out.width, out.encoding) == (height, width, "mono8")

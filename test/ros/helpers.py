@@ -13,7 +13,7 @@ from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState, GetState
 from sensor_msgs.msg import Image
 
-from seg_perception.ros.tools.harness import GraphClient, find_message
+from seg_perception.ros.tools.harness import GraphClient, find_message, status_values
 
 CHANNELS = {"rgb8": 3, "bgr8": 3, "mono8": 1, "rgba8": 4, "bgra8": 4, "yuv422_yuy2": 2, "bayer_rggb8": 1}
 
@@ -49,12 +49,6 @@ def publish_until(client: GraphClient, pub: Any, msg: Any, topic: str, timeout: 
         if client.wait_for(lambda: find_message(client.messages(topic), msg.header.stamp) is not None, 2.0):
             return find_message(client.messages(topic), msg.header.stamp)
     return None
-
-
-def status_values(status: Any) -> dict[str, str]:
-    """A DiagnosticStatus as a dict: its key/values plus ``level`` ("0" OK, "1" WARN) and ``message``."""
-    level = status.level[0] if isinstance(status.level, bytes) else int(status.level)
-    return {"level": str(level), "message": status.message, **{kv.key: kv.value for kv in status.values}}
 
 
 def newest_status(client: GraphClient, namespace: str, suffix: str = "") -> dict[str, str]:

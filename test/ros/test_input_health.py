@@ -112,3 +112,17 @@ def test_undecodable_frames_name_the_decoders_message() -> None:
 def test_receive_buffer_warning_only_below_what_large_frames_need() -> None:
     assert "sysctl -w net.core.rmem_max=33554432" in receive_buffer_warning(212992)
     assert receive_buffer_warning(64 << 20) == "" and receive_buffer_warning(None) == ""
+
+
+def test_the_receive_buffer_advice_matches_what_the_node_profile_asks_for() -> None:
+    import xml.etree.ElementTree as ET
+
+    from seg_perception.resources import config_path
+    from seg_perception.ros.input_health import WANTED_RECEIVE_BUFFER
+
+    sizes = [
+        int(e.text or 0)
+        for e in ET.parse(config_path("fastdds_large_images.xml")).iter()
+        if e.tag.endswith("receiveBufferSize")
+    ]
+    assert sizes == [WANTED_RECEIVE_BUFFER]

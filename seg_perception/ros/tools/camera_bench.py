@@ -34,7 +34,7 @@ from seg_perception.config.records import SemanticModelConfig, node_defaults
 from seg_perception.pipeline.semantic import SemanticSegmenter
 from seg_perception.resources import config_path, resolve
 from seg_perception.ros.tools import stock_camera, tutorial_node
-from seg_perception.ros.tools.harness import GraphClient, NodeProcess, node_command, node_env
+from seg_perception.ros.tools.harness import GraphClient, NodeProcess, node_command, node_env, status_values
 from seg_perception.ros.transport import receive_buffer_limit
 
 SEMANTIC_NODE = "seg_perception.ros.semantic_node"
@@ -220,12 +220,7 @@ def _node_diagnostics(client: GraphClient, namespace: str) -> dict[str, dict[str
                 continue
             key = "camera" if ": camera" in status.name else "node"
             if key not in found:
-                level = status.level[0] if isinstance(status.level, bytes) else int(status.level)
-                found[key] = {
-                    "level": str(level),
-                    "message": status.message,
-                    **{kv.key: kv.value for kv in status.values},
-                }
+                found[key] = status_values(status)
     return found
 
 

@@ -158,6 +158,12 @@ class GraphClient:
         rclpy.shutdown(context=self.context)
 
 
+def status_values(status: Any) -> dict[str, str]:
+    """A DiagnosticStatus as a dict: its key/values plus ``level`` ("0" OK, "1" WARN) and ``message``."""
+    level = status.level[0] if isinstance(status.level, bytes) else int(status.level)  # a byte field in rclpy
+    return {"level": str(level), "message": status.message, **{kv.key: kv.value for kv in status.values}}
+
+
 def find_message(messages: Iterable[Any], stamp: Any) -> Any | None:
     for msg in messages:
         if msg.header.stamp.sec == stamp.sec and msg.header.stamp.nanosec == stamp.nanosec:
