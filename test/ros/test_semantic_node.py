@@ -72,7 +72,7 @@ def test_node_class_map_equals_offline_core(graph, offline_core, encoding, width
     assert (out.height, out.width, out.encoding) == (height, width, "mono8")
     published = np.frombuffer(bytes(out.data), np.uint8).reshape(out.height, out.step)[:, :width]
     expected = offline_core.segment([decode_image(msg)])[0].class_map
-    assert np.array_equal(published, expected)
+    assert np.array_equal(published, expected), f"{(published != expected).mean():.3%} of the pixels differ"
     assert len(np.unique(expected)) > 1  # a meaningful comparison, not two blank maps
 
 
