@@ -11,7 +11,6 @@ from __future__ import annotations
 from seg_perception.errors import ConfigError
 
 BACKEND_CHOICES = ("auto", "tensorrt", "onnxruntime", "torch")
-INSTANCE_BACKEND_CHOICES = ("auto", "onnxruntime", "torch")  # no TensorRT instance backend yet
 DEVICE_CHOICES = ("auto", "cuda", "cpu")
 PRECISION_CHOICES = ("fp32", "fp16", "int8")
 # auto | build_in_background | require | never: see seg_perception.inference.engine_policy

@@ -21,7 +21,6 @@ from seg_perception.config.choices import (
     DEVICE_CHOICES,
     ENGINE_POLICIES,
     INPUT_RELIABILITY_CHOICES,
-    INSTANCE_BACKEND_CHOICES,
     PRECISION_CHOICES,
     RELIABILITY_CHOICES,
     instance_model,
@@ -176,10 +175,6 @@ class InstanceModelConfig:
         model = str(params["model"])
         height, width = _input_size(params, instance_model(model), model)
         backend = _choice(params, "backend", BACKEND_CHOICES)
-        if backend not in INSTANCE_BACKEND_CHOICES:
-            raise ConfigError(
-                f"parameter backend: {backend!r} is not available for instance models yet (auto, onnxruntime or torch)"
-            )
         return cls(
             model=model,
             checkpoint=_checkpoint(params),

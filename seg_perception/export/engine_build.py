@@ -184,7 +184,10 @@ def build_engine(
         cache_file = Path(timing_cache)
         blob = cache_file.read_bytes() if cache_file.is_file() else b""
         cache = config.create_timing_cache(blob)
-        config.set_timing_cache(cache, ignore_mismatch=False)
+        if cache is None or not config.set_timing_cache(cache, ignore_mismatch=False):
+            # A cache from another GPU or version: build without it (slower), and say so.
+            log.warning("timing cache %s does not fit this builder; building without it", cache_file)
+            cache_file = None
 
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
@@ -192,8 +195,6 @@ def build_engine(
     data = bytes(memoryview(serialized))
     engine_path.parent.mkdir(parents=True, exist_ok=True)
     _atomic_write(engine_path, data)
-    if cache_file is not None:
-        _atomic_write(cache_file, bytes(memoryview(config.get_timing_cache().serialize())))
     seconds = time.perf_counter() - started
 
     import hashlib
@@ -242,6 +243,8 @@ def build_engine(
         "rebuild_command": rebuild or rebuild_command(onnx_path, engine_path, precision, batch, lib.name, targets),
     }
     _atomic_write(sidecar_path(engine_path), (json.dumps(sidecar, indent=2) + "\n").encode())
+    if cache_file is not None:  # after the sidecar: a cache that cannot be written costs only time
+        _save_timing_cache(config, cache_file)
     log.info(
         "built %s (%s, %s %s) in %.1f s, %.1f MB",
         engine_path,
@@ -252,6 +255,15 @@ def build_engine(
         len(data) / 1e6,
     )
     return sidecar
+
+
+def _save_timing_cache(config: Any, path: Path) -> None:
+    """Best effort: the engine and its sidecar are written already."""
+    try:
+        cache = config.get_timing_cache()
+        _atomic_write(path, bytes(memoryview(cache.serialize())))
+    except (OSError, AttributeError) as err:
+        log.warning("cannot write the timing cache %s (%s); the next build starts without it", path, err)
 
 
 def _dtype_name(dtype: Any) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,11 +19,13 @@ from torch import nn
 
 from seg_perception.errors import BackendError
 from seg_perception.inference.tensorrt_library import (
-    RTX_DEFAULT_MIN_CC,
+    RTX_DEFAULT_CC,
+    RTX_SUPPORTED_CC,
     GpuInfo,
     TrtLibrary,
     current_gpu,
     import_tensorrt,
+    rtx_cc_matches,
 )
 
 INPUT_NAME = "frames"
@@ -212,10 +215,21 @@ def check_sidecar(
         assert isinstance(gpu, GpuInfo)
         if name == "tensorrt_rtx":
             targets = side.get("rtx_targets") or []
+            if not rtx_cc_matches(gpu.cc, RTX_SUPPORTED_CC):
+                raise SidecarMismatchError(
+                    f"engine {engine_path} is a TensorRT-RTX engine, and TensorRT-RTX does not run on this GPU "
+                    f"({gpu.name}, compute capability {gpu.cc}; it runs on {', '.join(RTX_SUPPORTED_CC)}); "
+                    "install TensorRT (pip install tensorrt) and rebuild it: "
+                    + re.sub(r" --(library|rtx-target) \S+", "", cmd)
+                    + " --library tensorrt"
+                )
             if targets and gpu.cc not in targets:
                 raise refuse(f"targets compute capability {', '.join(targets)}, this GPU ({gpu.name}) is {gpu.cc}")
-            if not targets and gpu.compute_capability < RTX_DEFAULT_MIN_CC:
-                raise refuse(f"targets Ampere and later (default), this GPU ({gpu.name}) is {gpu.cc}")
+            if not targets and not rtx_cc_matches(gpu.cc, RTX_DEFAULT_CC):
+                raise refuse(
+                    f"targets the default compute capabilities {', '.join(RTX_DEFAULT_CC)}, "
+                    f"this GPU ({gpu.name}) is {gpu.cc} (name it: --rtx-target {gpu.cc})"
+                )
         else:
             built = side.get("gpu") or {}
             if (built.get("name"), built.get("compute_capability")) != (gpu.name, gpu.cc):

@@ -15,8 +15,9 @@
   :func:`switch_decision` says whether a TensorRT runtime can run it here; if so the
   segmenter's backend is replaced between two batches, else it stays on its fallback and
   the status says why.
-* ``auto``: ``build_in_background`` where torch sees a CUDA GPU and the device is CUDA,
-  ``never`` elsewhere (an engine cannot run without a GPU, and a CPU-only machine should not
+* ``auto``: ``build_in_background`` where torch sees a CUDA GPU, the device is CUDA and a
+  TensorRT library can run engines on that GPU (TensorRT-RTX alone cannot on an A100 or
+  H100/H200), ``never`` elsewhere (an engine cannot run there, and a machine should not
   spend its cores building one). With ``backend: tensorrt``, ``auto`` means ``require``
   (TensorRT was asked for by name: no silent fallback).
 
@@ -43,7 +44,14 @@ from seg_perception.config.choices import ENGINE_POLICIES
 from seg_perception.errors import BackendError, ConfigError
 from seg_perception.inference.artifacts import check_sidecar, sidecar_path
 from seg_perception.inference.registry import resolve_device
-from seg_perception.inference.tensorrt_library import LIBRARIES, TRT_INSTALL, import_tensorrt
+from seg_perception.inference.tensorrt_library import (
+    LIBRARIES,
+    RTX_SUPPORTED_CC,
+    TRT_INSTALL,
+    current_gpu,
+    import_tensorrt,
+    rtx_cc_matches,
+)
 from seg_perception.resources import import_root
 
 if TYPE_CHECKING:
@@ -68,12 +76,22 @@ def tensorrt_runtime_problem(device: str = "cuda") -> str | None:
 
     if not torch.cuda.is_available():
         return "torch sees no CUDA GPU"
-    if not resolve_device(device).startswith("cuda"):
+    resolved = resolve_device(device)
+    if not resolved.startswith("cuda"):
         return f"device {device} is not a CUDA device"
     try:
-        import_tensorrt()
+        lib = import_tensorrt()
     except BackendError as err:
         return str(err)
+    if lib.is_rtx:
+        # TensorRT-RTX loads on any GPU but runs engines only on its allow-list: on an A100 or
+        # H100/H200 every engine it builds would be refused after the build.
+        gpu = current_gpu(torch.device(resolved).index)
+        if gpu is not None and not rtx_cc_matches(gpu.cc, RTX_SUPPORTED_CC):
+            return (
+                f"{lib.name} {lib.version} does not run on {gpu.name} (compute capability {gpu.cc}; it runs on "
+                f"{', '.join(RTX_SUPPORTED_CC)}): install TensorRT (pip install tensorrt)"
+            )
     return None
 
 
@@ -100,6 +118,9 @@ def resolve_policy(policy: str, backend: str, device: str) -> tuple[str, str]:
         return "never", "auto without a CUDA GPU"
     if not any(importlib.util.find_spec(name) for name in LIBRARIES):
         return "never", f"auto without a TensorRT library: {TRT_INSTALL}"
+    runtime = tensorrt_runtime_problem(device)
+    if runtime is not None:  # nothing built here could run here: build nothing
+        return "never", f"auto: {runtime}"
     return "build_in_background", "auto on a CUDA GPU"
 
 

@@ -12,8 +12,10 @@ at the model input size into raw :class:`~seg_perception.inference.base.Detectio
 :func:`create_instance_backend` chooses the backend an
 :class:`~seg_perception.pipeline.instance.InstanceSegmenter` detects through (the factory
 calls it): ``torch`` (:class:`~seg_perception.inference.torch_backend.TorchInstanceBackend`,
-eager, the segmenter's default), ``onnxruntime``, or ``auto`` (ONNX Runtime where matching
-split graphs exist, else torch).
+eager, the segmenter's default), ``onnxruntime``, ``tensorrt``
+(:class:`~seg_perception.inference.tensorrt_instance.TensorRTInstanceBackend`, the split
+engines) or ``auto`` (TensorRT where valid engines exist and can run, else ONNX Runtime where
+matching split graphs exist and the device is the CPU, else torch).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
-from seg_perception.config.choices import INSTANCE_BACKEND_CHOICES, PRECISION_CHOICES
+from seg_perception.config.choices import BACKEND_CHOICES, PRECISION_CHOICES
 from seg_perception.errors import BackendError, ConfigError
 from seg_perception.inference.artifacts import ort_optimizations_safe, read_onnx_metadata
 from seg_perception.inference.base import Detections, InstanceBackend
@@ -128,6 +130,10 @@ class OnnxRuntimeInstanceBackend:
             return cls(model, tmp_paths, input_size, precision)
 
 
+# The same choices as semantic models: tensorrt means the three split engines (module docstring).
+INSTANCE_BACKENDS = BACKEND_CHOICES
+
+
 def create_instance_backend(
     backend: str,
     model: MaskRCNN,
@@ -135,26 +141,75 @@ def create_instance_backend(
     precision: str,
     paths: Mapping[str, str | Path] | None,
     device: str = "cpu",
+    engines: Mapping[str, str | Path] | None = None,
 ) -> InstanceBackend:
-    """``torch`` | ``onnxruntime`` | ``auto`` (ONNX Runtime where the split graphs at ``paths``
-    exist and fit; else torch, logged)."""
-    if backend not in INSTANCE_BACKEND_CHOICES:
-        raise ConfigError(f"instance backend {backend!r} is not one of {list(INSTANCE_BACKEND_CHOICES)}")
+    """``torch`` | ``onnxruntime`` | ``tensorrt`` | ``auto``: TensorRT where valid split
+    engines exist at ``engines`` and a TensorRT runtime can run them on ``device`` (checked by
+    a warm-up run), else ONNX Runtime where the split graphs at ``paths`` fit and the device
+    is the CPU, else torch (fp32 only); every choice and skip is logged."""
+    if backend not in INSTANCE_BACKENDS:
+        raise ConfigError(f"instance backend {backend!r} is not one of {list(INSTANCE_BACKENDS)}")
     if backend == "onnxruntime" and device.startswith("cuda"):
         log.warning("instance backend onnxruntime runs its split graphs on the CPU (CUDA providers not wired yet)")
     if backend == "torch":
         return TorchInstanceBackend(model, input_size, device)
     if backend == "onnxruntime":
         return OnnxRuntimeInstanceBackend.from_model(model, input_size, precision, paths)
+    if backend == "tensorrt":
+        return _tensorrt(model, input_size, precision, device, engines, paths)
+    skipped = []
+    trt_reason = _tensorrt_problem(engines, device)
+    if trt_reason is None:
+        try:
+            chosen = _tensorrt(model, input_size, precision, device, engines, paths)
+            log.info("instance backend auto: using tensorrt on %s (%s)", chosen.device, precision)
+            return chosen
+        except BackendError as err:
+            trt_reason = str(err)
+    skipped.append(f"tensorrt: {trt_reason}")
     reason = "no split graphs" if paths is None else instance_onnx_matches(paths, model, precision, input_size)
     if reason is None and device == "cpu":
         try:
             chosen = OnnxRuntimeInstanceBackend(model, paths or {}, input_size, precision)
-            log.info("instance backend auto: using onnxruntime (%s)", precision)
+            log.info("instance backend auto: using onnxruntime (%s); skipped %s", precision, "; ".join(skipped))
             return chosen
         except BackendError as err:
             reason = str(err)
+    skipped.append(f"onnxruntime: {reason or 'device is not cpu'}")
     if precision != "fp32":
-        raise BackendError(f"instance backend auto: no backend can run {precision}: {reason}")
-    log.info("instance backend auto: using torch on %s (onnxruntime: %s)", device, reason or "device is not cpu")
+        raise BackendError(f"instance backend auto: no backend can run {precision}: {'; '.join(skipped)}")
+    log.info("instance backend auto: using torch on %s; skipped %s", device, "; ".join(skipped))
     return TorchInstanceBackend(model, input_size, device)
+
+
+def _tensorrt_problem(engines: Mapping[str, str | Path] | None, device: str) -> str | None:
+    """Why ``auto`` does not try the TensorRT engines (None: it tries them)."""
+    from seg_perception.inference.engine_policy import tensorrt_runtime_problem
+
+    if engines is None or not all(Path(engines[part]).is_file() for part in PARTS):
+        return "no engines built"
+    return tensorrt_runtime_problem(device)
+
+
+def _tensorrt(
+    model: MaskRCNN,
+    input_size: tuple[int, int],
+    precision: str,
+    device: str,
+    engines: Mapping[str, str | Path] | None,
+    onnx: Mapping[str, str | Path] | None,
+) -> InstanceBackend:
+    from seg_perception.inference.tensorrt_instance import TensorRTInstanceBackend
+
+    if engines is None:
+        raise BackendError("instance backend tensorrt needs engines: seg-perception build-engine --model instance")
+    present = {part: p for part, p in (onnx or {}).items() if Path(p).is_file()}
+    backend = TensorRTInstanceBackend(model, engines, input_size, precision, device, present or None)
+    try:
+        backend.warm_up()  # a broken engine fails here, not on the serving thread
+    except BackendError:
+        raise
+    except Exception as err:
+        # Broad on purpose: TensorRT and CUDA raise their own (untyped) errors.
+        raise BackendError(f"the TensorRT instance engines fail their warm-up run: {err}") from err
+    return backend

@@ -44,8 +44,11 @@ INSTANCE_GRAPH_FORMAT = "seg_perception.instance_{part}/1"
 
 def feature_names(model: MaskRCNN) -> list[str]:
     """The FPN level names in backbone output order ("0", "1", ..., "pool")."""
+    # The dummy goes where the weights are: a model moved to CUDA (the segmenter's device)
+    # rejects a CPU input, which made every ONNX Runtime batch on a GPU host fail.
+    device = next(model.backbone.parameters()).device
     with torch.no_grad():
-        dummy = torch.zeros(1, 3, 64, 64)
+        dummy = torch.zeros(1, 3, 64, 64, device=device)
         return list(model.backbone(dummy).keys())
 
 
@@ -71,7 +74,9 @@ def instance_artifact_paths(
     return {part: (base / f"{stem}.{part}.onnx", base / f"{stem}.{part}.engine") for part in PARTS}
 
 
-# executor of one graph: inputs (torch CPU tensors) -> outputs (torch tensors)
+# executor of one graph: input (a torch tensor: uint8 CPU frames for the backbone, RoI
+# features on the device of the backbone's outputs for the heads) -> outputs (torch tensors,
+# all on one device: the CPU for ONNX Runtime, the GPU for TensorRT)
 GraphRunner = Callable[[torch.Tensor], Sequence[torch.Tensor]]
 
 
@@ -85,7 +90,8 @@ def split_detect(
     """Detections per frame, the graphs run by ``runners``, everything else by torchvision.
 
     frames: uint8 (N, H, W, 3) RGB at the model input size. Returns one
-    :class:`~seg_perception.inference.base.Detections` per frame (roi masks, model pixels),
+    :class:`~seg_perception.inference.base.Detections` per frame (roi masks, model pixels, on
+    the CPU; everything between the graphs stays on the device the backbone runner returns),
     what ``model.roi_heads`` returns in eval mode for the same inputs. ``model`` supplies the
     anchor generator, the box coders, the RoI poolers and the thresholds (score_thresh,
     nms_thresh, detections_per_img, the RPN's top-n), so a configured InstanceSegmenter's
@@ -143,7 +149,7 @@ def _run_rois(runner: GraphRunner, rois: torch.Tensor, empty: Sequence[tuple[int
     """Run a RoI graph; an empty RoI batch is not sent (profiles start at one RoI): its
     outputs are empty tensors of the shapes ``empty``."""
     if rois.shape[0] == 0:
-        return [torch.zeros(shape) for shape in empty]
+        return [torch.zeros(shape, device=rois.device) for shape in empty]
     return [torch.as_tensor(o) for o in runner(rois.contiguous())]
 
 

@@ -9,7 +9,9 @@ On CUDA, one call does:
 2. :func:`~seg_perception.inference.gpu_preprocess.resize_frames` resizes each group on the
    device into a static uint8 input at the model size;
 3. :class:`~seg_perception.models.semantic.SemanticHead` (fp16 when the backend is) runs as a CUDA
-   graph captured once per (batch size, model size, with_confidence), eager if capture fails;
+   graph captured once per (batch size, model size, with_confidence), all graphs in one
+   shared memory pool; eager if a capture fails and CUDA came out of it intact, else a
+   BackendError (never a silent fallback on a broken context);
 4. class ids (and confidence) are copied ``non_blocking`` into pinned host buffers and an
    event recorded after the copies is waited on before numpy reads them.
 
@@ -32,11 +34,14 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from seg_perception.errors import BackendError
 from seg_perception.inference.base import SemanticOutput
 from seg_perception.inference.gpu_preprocess import resize_frames
 from seg_perception.io.image import ColorOrder, DecodedImage
 
 if TYPE_CHECKING:
+    from torch.cuda import _POOL_HANDLE
+
     from seg_perception.models.semantic import SemanticHead
 
 log = logging.getLogger(__name__)
@@ -110,6 +115,7 @@ class TorchFrameRunner:
         self._inputs: dict[tuple[int, int, int], torch.Tensor] = {}  # (n, h, w) -> uint8 (n, h, w, 3)
         self._outputs: dict[tuple[str | int, ...], torch.Tensor] = {}  # pinned host outputs by (name, *shape)
         self._graphs: dict[tuple[int, int, int, bool], _Graph] = {}
+        self._pool: _POOL_HANDLE | None = None  # the memory pool every captured graph shares
         self._stream: torch.cuda.Stream | None = None
         self._done: torch.cuda.Event | None = None
         if self.on_cuda:
@@ -229,17 +235,27 @@ class TorchFrameRunner:
                     head(batch)
             torch.cuda.current_stream(self.device).wait_stream(side)
             graph = torch.cuda.CUDAGraph()
-            # Captured on our own (non-default) stream, where it is replayed. Each graph keeps
-            # its own private memory pool (the default): torch documents pool sharing as safe
-            # only for graphs replayed in capture order, and ours replay in whatever order
-            # batch sizes arrive. thread_local: in the combined node the instance model keeps
-            # running (and allocating) in another thread on its own stream; under "global"
-            # its CUDA calls would fail while we capture.
-            with _CAPTURE_LOCK, torch.cuda.graph(graph, stream=self._stream, capture_error_mode="thread_local"):
+            if self._pool is None:
+                self._pool = torch.cuda.graph_pool_handle()
+            # Captured on our own (non-default) stream, where it is replayed. All graphs share
+            # one memory pool, so memory does not grow by a full activation set per batch
+            # size. torch calls sharing safe for graphs replayed in capture order; the hazard
+            # it guards against is one graph overwriting another's outputs before they are
+            # read, and here every replay's outputs are copied out (and waited for) inside the
+            # same locked call, before any other graph replays. thread_local: in the combined
+            # node the instance model keeps running (and allocating) in another thread on its
+            # own stream; under "global" its CUDA calls would fail while we capture.
+            log.info("capturing a CUDA graph for batch %s (first batch of this shape)", tuple(batch.shape))
+            with (
+                _CAPTURE_LOCK,
+                torch.cuda.graph(graph, pool=self._pool, stream=self._stream, capture_error_mode="thread_local"),
+            ):
                 classes, confidence = head(batch)
         except Exception as err:
-            # Broad on purpose: a capture fails in many ways (CUDA, unsupported ops); each means eager.
+            # Broad on purpose: a capture fails in many ways (CUDA, unsupported ops); eager
+            # execution is safe only where CUDA came out of the capture intact.
             self._use_graphs = False
+            self._check_capture_ended(err)
             log.warning(
                 "CUDA graph capture failed for batch %s (%s: %s); running the semantic model eagerly",
                 tuple(batch.shape),
@@ -249,6 +265,24 @@ class TorchFrameRunner:
             return None
         self._graphs[key] = _Graph(graph, classes, confidence)
         return self._graphs[key]
+
+    def _check_capture_ended(self, err: Exception) -> None:
+        """After a failed capture: raise (no silent eager fallback) unless the stream left
+        capture mode and works. A capture that failed after it began can leave the stream
+        capturing and torch's allocator routing to the graph pool; eager kernels would then
+        fail later, on the serving path, or be recorded into a dead graph."""
+        try:
+            capturing = torch.cuda.is_current_stream_capturing()
+            if not capturing and self._stream is not None:
+                self._stream.synchronize()  # raises where the failure left the stream unusable
+        except Exception as probe:
+            # Broad on purpose: any CUDA error here means the context is not fit to go on eagerly.
+            capturing, err = True, probe
+        if capturing:
+            raise BackendError(
+                f"CUDA graph capture failed and left CUDA unusable ({type(err).__name__}: {err}); restart the "
+                "node, and if it recurs run the torch backend without CUDA graphs"
+            ) from err
 
     def _download(self, classes: torch.Tensor, confidence: torch.Tensor, with_confidence: bool) -> SemanticOutput:
         if not self.on_cuda:

@@ -300,7 +300,7 @@ class InstanceSegmenter:
         self._batch: npt.NDArray[np.uint8] | None = None
         # Whatever runs detection (``detect(frames) -> list[Detections]``, ``name``, ``device``,
         # ``precision``). Backends use this model object, so the thresholds set above apply to
-        # them too; pipeline/factory.py may replace it with the ONNX Runtime split.
+        # them too; pipeline/factory.py may replace it with the ONNX Runtime or TensorRT split.
         self.backend: InstanceBackend = TorchInstanceBackend(self.model, self.input_size, device)
 
     @classmethod
@@ -345,7 +345,7 @@ class InstanceSegmenter:
 
     def detect(self, batch: npt.NDArray[np.uint8]) -> list[Detections]:
         """(N, H, W, 3) uint8 RGB at the model input size -> raw detections per frame, on
-        ``self.backend`` (eager torch unless the factory chose the ONNX Runtime split)."""
+        ``self.backend`` (eager torch unless the factory chose the ONNX Runtime or TensorRT split)."""
         return self.backend.detect(batch)
 
     def segment(self, images: Sequence[DecodedImage]) -> list[InstanceResult]:

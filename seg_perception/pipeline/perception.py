@@ -73,6 +73,8 @@ class PerceptionCore:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="instance") if on_gpu else None
         # ... and then each on its own CUDA stream, so their kernels can overlap on the device.
         self._streams: dict[str, torch.cuda.Stream] = {}
+        # (batch size, with_confidence) already run once: see run()
+        self._shapes_seen: set[tuple[int, bool]] = set()
         if semantic is not None and instance is not None and on_gpu:
             for name, device in (("semantic", semantic.backend.device), ("instance", instance.device)):
                 if torch.device(device).type == "cuda":
@@ -105,7 +107,14 @@ class PerceptionCore:
         semantic: list[SemanticResult | None] = [None] * n
         instance: list[InstanceResult | None] = [None] * n
         pending = None
-        if self._pool and self.instance:
+        # The first batch of a shape may capture CUDA graphs (the torch backend captures one per
+        # batch shape): it runs with the instance model idle, so nothing the other thread does
+        # on the device can invalidate the capture or be recorded into it. Later batches of the
+        # shape replay and run concurrently.
+        shape = (n, with_confidence)
+        first_of_shape = shape not in self._shapes_seen
+        self._shapes_seen.add(shape)
+        if self._pool and self.instance and not first_of_shape:
             pending = self._pool.submit(self._on_stream, "instance", self.instance.segment, images)
         if self.semantic is not None:
             segmented = self._on_stream("semantic", self.semantic.segment, images, with_confidence=with_confidence)
@@ -113,7 +122,8 @@ class PerceptionCore:
         if pending is not None:
             instance = list(pending.result())
         elif self.instance is not None:
-            instance = list(self.instance.segment(images))
+            alone: list[InstanceResult] = self._on_stream("instance", self.instance.segment, images)
+            instance = list(alone)
         return [FrameResult(s, i, self.panoptic(s, i)) for s, i in zip(semantic, instance)]
 
     def _on_stream(

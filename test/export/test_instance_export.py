@@ -159,6 +159,25 @@ def test_ort_instance_backend_matches_torch_on_generated_scenes(
         backend.detect(np.zeros((1, 64, 128, 3), np.uint8))
 
 
+def test_ort_instance_backend_serves_a_model_that_lives_off_the_cpu(
+    model: torch.nn.Module, fp32_graphs: dict[str, Path], heldout: np.ndarray
+) -> None:
+    """The segmenter moves its model to its device (CUDA on a GPU host) before the ONNX
+    Runtime split serves it; the split must not feed that model CPU tensors. PyTorch's meta
+    device stands where CUDA would: weights off the CPU, same refusal of a CPU input."""
+    import copy
+
+    from seg_perception.inference.instance_backend import OnnxRuntimeInstanceBackend
+
+    on_cpu = OnnxRuntimeInstanceBackend(model, fp32_graphs, SIZE, "fp32")
+    moved = OnnxRuntimeInstanceBackend(copy.deepcopy(model), fp32_graphs, SIZE, "fp32")
+    moved.model.to("meta")
+    want, got = on_cpu.detect(heldout[:2]), moved.detect(heldout[:2])
+    assert sum(len(d.scores) for d in want) >= 1
+    for a, b in zip(want, got):
+        assert torch.equal(a.boxes, b.boxes) and torch.equal(a.labels, b.labels) and torch.equal(a.masks, b.masks)
+
+
 def test_ort_instance_backend_refuses_other_weights_and_precisions(fp32_graphs: dict[str, Path]) -> None:
     from seg_perception.inference.instance_backend import OnnxRuntimeInstanceBackend
 
@@ -251,11 +270,144 @@ def graphs_by_precision(model: torch.nn.Module, engines_dir: Path, fp32_graphs: 
     }
 
 
+@pytest.fixture(scope="module")
+def fp32_engines(fp32_graphs: dict[str, Path], engines_dir: Path) -> tuple[dict[str, Path], dict[str, dict]]:
+    """The three fp32 split engines, built by TensorRT-RTX (no GPU needed), batch <= 2."""
+    if not HAS_RTX:
+        pytest.skip("TensorRT-RTX not installed (pip install -r requirements-accel.txt)")
+    from seg_perception.export.engine_build import build_instance_engines
+
+    engines = {part: e for part, (_, e) in instance_artifact_paths(engines_dir, ARCH, SIZE, "fp32").items()}
+    sides = build_instance_engines(fp32_graphs, engines, "fp32", max_batch=2, library="tensorrt_rtx", workspace_mb=1024)
+    return engines, sides
+
+
+@pytest.mark.slow
+def test_tensorrt_instance_engines_bind_what_the_backend_runs(
+    model: torch.nn.Module, fp32_engines: tuple[dict[str, Path], dict[str, dict]]
+) -> None:
+    """What can be checked without running an engine: the sidecars of real TensorRT-RTX
+    builds name the tensors, shapes and profiles the TensorRT instance backend binds for this
+    model, and a model they do not fit is refused before anything touches a GPU."""
+    from seg_perception.inference.tensorrt_instance import (
+        TensorRTInstanceBackend,
+        expected_bindings,
+        instance_engines_problem,
+    )
+
+    engines, sides = fp32_engines
+    want = expected_bindings(model, SIZE)
+    assert want["box_head"]["fixed"] == [256, 7, 7] and want["mask_head"]["fixed"] == [256, 14, 14]
+    assert instance_engines_problem(sides, model, SIZE) is None
+    for part in PARTS:
+        side = sides[part]
+        assert [i["name"] for i in side["inputs"]] == want[part]["inputs"]
+        assert [o["name"] for o in side["outputs"]] == want[part]["outputs"]  # graph order: what split_detect reads
+        assert side["inputs"][0]["min"][0] == 1  # one frame, one RoI: the smallest batch the split sends
+    # RoI profile limits from the RPN settings and the batch size the engines were built for.
+    assert sides["box_head"]["inputs"][0]["max"][0] == model.rpn._post_nms_top_n["testing"] * 2
+    assert sides["mask_head"]["inputs"][0]["max"][0] == model.roi_heads.detections_per_img * 2
+    assert instance_engines_problem(sides, model, (256, 512)) == (
+        "the backbone engine takes [128, 256, 3] per item, the model needs [256, 512, 3]"
+    )
+    other, _ = build_instance_model(ARCH, 3, seed=0, min_size=min(SIZE), max_size=max(SIZE))
+    assert str(instance_engines_problem(sides, other, SIZE)) == "the box_head engine predicts 9 classes, the model 3"
+    with pytest.raises(BackendError, match="do not fit this model: the backbone engine takes"):
+        TensorRTInstanceBackend(model, engines, (256, 512), "fp32", "cuda")
+    if not torch.cuda.is_available():
+        with pytest.raises(BackendError, match="needs a CUDA GPU and torch sees none"):
+            TensorRTInstanceBackend(model, engines, SIZE, "fp32", "cuda")
+
+
+@pytest.mark.slow
+def test_instance_auto_skips_engines_no_runtime_can_run_and_says_why(
+    model: torch.nn.Module,
+    fp32_graphs: dict[str, Path],
+    fp32_engines: tuple[dict[str, Path], dict[str, dict]],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import logging
+
+    from seg_perception.inference.engine_policy import tensorrt_runtime_problem
+    from seg_perception.inference.instance_backend import create_instance_backend
+
+    engines, _ = fp32_engines
+    with caplog.at_level(logging.INFO, logger="seg_perception.inference.instance_backend"):
+        chosen = create_instance_backend("auto", model, SIZE, "fp32", fp32_graphs, "cpu", engines)
+    assert chosen.name == "onnxruntime"
+    assert f"skipped tensorrt: {tensorrt_runtime_problem('cpu')}" in caplog.text
+
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@needs_cuda
+def test_cuda_ort_instance_backend_serves_a_cuda_model(
+    model: torch.nn.Module, fp32_graphs: dict[str, Path], heldout: np.ndarray, tmp_path: Path
+) -> None:
+    """The factory's case on a GPU host: the segmenter's model on CUDA, the split in ONNX
+    Runtime: every batch used to fail on a CPU dummy tensor."""
+    import copy
+
+    from seg_perception.config.records import InstanceModelConfig, node_defaults
+    from seg_perception.inference.instance_backend import OnnxRuntimeInstanceBackend
+    from seg_perception.pipeline import factory
+
+    cuda_model = copy.deepcopy(model).to("cuda")
+    backend = OnnxRuntimeInstanceBackend(cuda_model, fp32_graphs, SIZE, "fp32")
+    report = match_detections(eager_detect(model, heldout), backend.detect(heldout), MATCH_GATES["fp32"])
+    assert report.reference >= 1 and report.fraction >= 0.95, report
+    checkpoint = save_instance_checkpoint(tmp_path / "inst.pth", model, ARCH, instance_class_names(LABELS))
+    params = {**node_defaults("instance"), "input_height": SIZE[0], "input_width": SIZE[1], "device": "cuda"}
+    params.update(
+        checkpoint=str(checkpoint),
+        score_threshold=SCORE,
+        max_instances=DETECTIONS,
+        engines_dir=str(fp32_graphs["backbone"].parent),
+        backend="onnxruntime",
+    )
+    segmenter = factory.instance_from_config(InstanceModelConfig.from_params(params))
+    assert isinstance(segmenter.backend, OnnxRuntimeInstanceBackend)
+    assert segmenter.model.roi_heads.box_predictor.cls_score.weight.is_cuda
+    frames = [DecodedImage(f, ColorOrder.RGB) for f in heldout[:2]]
+    assert any(r.instances for r in segmenter.segment(frames))
+
+
+@needs_cuda
+@pytest.mark.slow
+def test_cuda_tensorrt_instance_backend_matches_eager_torch(
+    model: torch.nn.Module,
+    fp32_graphs: dict[str, Path],
+    fp32_engines: tuple[dict[str, Path], dict[str, dict]],
+    heldout: np.ndarray,
+) -> None:
+    """The split engines with a CUDA model, batches of 1 and 2 (the profile's largest) and 3
+    (split in two), against eager torchvision on the CPU."""
+    import copy
+
+    from seg_perception.inference.artifacts import check_sidecar
+    from seg_perception.inference.tensorrt_instance import TensorRTInstanceBackend
+
+    engines, _ = fp32_engines
+    try:
+        check_sidecar(engines["backbone"], fp32_graphs["backbone"], "fp32")
+    except BackendError as err:
+        pytest.skip(f"the TensorRT-RTX engines cannot run on this GPU: {err}")
+    cuda_model = copy.deepcopy(model).to("cuda")
+    backend = TensorRTInstanceBackend(cuda_model, engines, SIZE, "fp32", "cuda", fp32_graphs)
+    ref = eager_detect(model, heldout)
+    for frames, want in ((heldout[:1], ref[:1]), (heldout[:2], ref[:2]), (heldout, ref)):
+        got = backend.detect(frames)
+        assert all(d.boxes.device.type == "cpu" for d in got)
+        report = match_detections(want, got, MATCH_GATES["fp32"])
+        assert report.reference >= 1 and report.fraction >= 0.95, report
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not HAS_RTX, reason="TensorRT-RTX not installed (pip install -r requirements-accel.txt)")
 @pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
 def test_tensorrt_rtx_builds_all_three_split_graphs(
-    precision: str, graphs_by_precision: dict, engines_dir: Path
+    precision: str, graphs_by_precision: dict, engines_dir: Path, request: pytest.FixtureRequest
 ) -> None:
     from collections import Counter
 
@@ -268,8 +420,13 @@ def test_tensorrt_rtx_builds_all_three_split_graphs(
     if precision == "int8":
         ops = Counter(n.op_type for n in onnx.load(str(graphs["backbone"])).graph.node)
         assert ops["QuantizeLinear"] >= 20
-    engines = {part: e for part, (_, e) in instance_artifact_paths(engines_dir, ARCH, SIZE, precision).items()}
-    sides = build_instance_engines(graphs, engines, precision, max_batch=2, library="tensorrt_rtx", workspace_mb=1024)
+    if precision == "fp32":  # built once for this module
+        engines, sides = request.getfixturevalue("fp32_engines")
+    else:
+        engines = {part: e for part, (_, e) in instance_artifact_paths(engines_dir, ARCH, SIZE, precision).items()}
+        sides = build_instance_engines(
+            graphs, engines, precision, max_batch=2, library="tensorrt_rtx", workspace_mb=1024
+        )
     for part in PARTS:
         side = sides[part]
         assert engines[part].stat().st_size > 500_000 and json.loads(sidecar_path(engines[part]).read_text()) == side

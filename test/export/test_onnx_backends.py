@@ -282,7 +282,9 @@ def test_sidecar_check_refuses_every_mismatch(
     assert "this GPU (NVIDIA RTX A2000) is 8.6" in refused(
         {"rtx_targets": ["8.9", "12.0"]}, gpu=GpuInfo("NVIDIA RTX A2000", (8, 6))
     )
-    assert "targets Ampere and later" in refused(gpu=GpuInfo("Quadro RTX 4000", (7, 5)))
+    # Turing runs TensorRT-RTX engines only when built for it; data-centre GPUs run none.
+    assert "targets the default compute capabilities" in refused(gpu=GpuInfo("Quadro RTX 4000", (7, 5)))
+    assert "TensorRT-RTX does not run on this GPU" in refused(gpu=GpuInfo("NVIDIA H200", (9, 0)))
     tensorrt_side = {
         "library": "tensorrt",
         "library_version": "10.13.3.9",
@@ -362,3 +364,87 @@ def test_calibration_frames_come_from_a_bag_camera_topic(storage: str, compresse
     assert len({f.tobytes() for f in frames}) == 3  # evenly spaced over the drive, not one frame thrice
     with pytest.raises(SegPerceptionError, match="not in the bag"):
         bag_calibration_frames(bag, SIZE, topic="/nope")
+
+
+# --------------------------------------------------------------------------- CUDA only
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@pytest.fixture(scope="module")
+def gpu_engine(onnx_fp32: Path, artifacts: Path) -> Path:
+    """The fp32 semantic engine built for this GPU by the first TensorRT library installed
+    (TensorRT-RTX names this GPU's compute capability); skipped where none can run here."""
+    from seg_perception.export.engine_build import build_engine
+    from seg_perception.inference.engine_policy import tensorrt_runtime_problem
+    from seg_perception.inference.tensorrt_library import current_gpu, import_tensorrt
+
+    problem = tensorrt_runtime_problem("cuda")
+    if problem is not None:
+        pytest.skip(f"no TensorRT runtime usable here: {problem}")
+    gpu = current_gpu()
+    targets = [gpu.cc] if import_tensorrt().is_rtx and gpu is not None else []
+    engine = artifacts / "semantic_fp32_gpu.engine"
+    build_engine(onnx_fp32, engine, "fp32", max_batch=4, rtx_targets=targets)
+    return engine
+
+
+@needs_cuda
+@pytest.mark.slow
+def test_cuda_tensorrt_runs_on_its_own_stream_ordered_with_the_callers(
+    model: torch.nn.Module, onnx_fp32: Path, gpu_engine: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Class maps equal torch's whatever stream the caller is on; TensorRT gets a stream of
+    its own (no legacy-default-stream warning) and the caller's stream sees its results."""
+    import copy
+    import logging
+
+    from seg_perception.inference.tensorrt_backend import TensorRTSemanticBackend
+
+    frames = varied_frames(seed=3)
+    want = TorchSemanticBackend(copy.deepcopy(model), "cpu", "fp32").run(frames).class_ids
+    with caplog.at_level(logging.WARNING):
+        backend = TensorRTSemanticBackend(gpu_engine, "cuda", "fp32", onnx_fp32)
+        assert (backend.run(frames).class_ids == want).mean() >= 0.999  # default stream, chunks of 4
+        caller = torch.cuda.Stream()
+        with torch.cuda.stream(caller):
+            inp = torch.from_numpy(frames[:4]).cuda(non_blocking=False)
+            classes, _ = backend.infer(inp)
+            got = classes.clone()  # queued on the caller's stream, after the engine
+        caller.synchronize()
+    assert backend._engine._stream.cuda_stream not in (caller.cuda_stream, torch.cuda.current_stream().cuda_stream)
+    assert (got.cpu().numpy() == want[:4]).mean() >= 0.999
+    assert not [r for r in caplog.records if "default stream" in r.getMessage().lower()]
+
+
+@needs_cuda
+@pytest.mark.slow
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs a second CUDA GPU")
+def test_cuda_tensorrt_serves_on_a_non_zero_device_index(onnx_fp32: Path, gpu_engine: Path) -> None:
+    from seg_perception.inference.tensorrt_backend import TensorRTSemanticBackend
+
+    if torch.cuda.get_device_capability(1) != torch.cuda.get_device_capability(0):
+        pytest.skip("the two GPUs differ: the engine was built for GPU 0")
+    frames = varied_frames(seed=4)
+    first = TensorRTSemanticBackend(gpu_engine, "cuda:0", "fp32", onnx_fp32)
+    second = TensorRTSemanticBackend(gpu_engine, "cuda:1", "fp32", onnx_fp32)
+    assert second.device == "cuda:1" and second._input.device == torch.device("cuda:1")
+    assert np.array_equal(first.run(frames).class_ids, second.run(frames).class_ids)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks what happens where no CUDA provider can load")
+def test_auto_on_cuda_never_takes_onnxruntime_running_on_the_cpu(model: torch.nn.Module, onnx_fp32: Path) -> None:
+    """onnxruntime without a CUDA provider that loads (the CPU package here; on a GPU host an
+    onnxruntime-gpu built for another CUDA major than torch's) falls back to the CPU: `auto`
+    asked for the GPU must not take that as its GPU backend."""
+    import copy
+
+    from seg_perception.inference.registry import SemanticArtifacts, create_semantic_backend
+
+    artifacts = SemanticArtifacts(onnx=onnx_fp32, input_size=SIZE)
+    with pytest.raises(BackendError) as info:
+        create_semantic_backend("auto", "cuda", "fp32", lambda: copy.deepcopy(model), artifacts)
+    message = str(info.value)
+    assert "onnxruntime: no CUDA execution provider loads here" in message and "torch: " in message
+    on_cpu = create_semantic_backend("auto", "cpu", "fp32", lambda: copy.deepcopy(model), artifacts)
+    assert (on_cpu.name, on_cpu.device) == ("onnxruntime", "cpu")  # asked for the CPU: fine

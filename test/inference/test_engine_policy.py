@@ -11,6 +11,7 @@ backend (``test_a_built_engine_is_switched_to_where_a_runtime_can_run_it``).
 from __future__ import annotations
 
 import importlib.util
+import re
 import shutil
 import subprocess
 import threading
@@ -19,14 +20,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from diagnostic_msgs.msg import DiagnosticArray
 from sensor_msgs.msg import Image
 
 from seg_perception.config.records import SemanticModelConfig
 from seg_perception.errors import ConfigError
-from seg_perception.inference import engine_policy, registry
+from seg_perception.inference import artifacts, engine_policy, registry
 from seg_perception.inference.artifacts import check_sidecar, sidecar_path
 from seg_perception.inference.base import SemanticOutput
+from seg_perception.inference.tensorrt_library import import_tensorrt
 from seg_perception.io.image import ColorOrder, DecodedImage
 from seg_perception.pipeline import semantic as semantic_module
 from seg_perception.pipeline.semantic import SemanticSegmenter
@@ -53,6 +56,13 @@ class FakeBackend:
         time.sleep(self.delay)
         ids = np.full(frames.shape[:3], self.value, np.uint8)
         return SemanticOutput(ids, ids.copy() if with_confidence else None)
+
+
+def stand_in_runtime(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A TensorRT runtime on a GPU the engine was built for, whatever this host has (none
+    here; on a GPU host the real GPU may be one the engine does not target, e.g. an H200)."""
+    monkeypatch.setattr(engine_policy, "tensorrt_runtime_problem", lambda device="cuda": None)
+    monkeypatch.setattr(artifacts, "current_gpu", lambda index=None: None)
 
 
 def frame(seed: int = 0) -> DecodedImage:
@@ -95,11 +105,18 @@ def test_background_build_goes_building_to_built_and_stays_on_the_fallback_witho
     engine = Path(build.job.engine)
     assert engine.is_file() and sidecar_path(engine).is_file() and Path(build.job.onnx).is_file()
     side = check_sidecar(engine, build.job.onnx, "fp32")
-    assert side["library"] == "tensorrt_rtx" and side["input"]["max"] == [4, 128, 256, 3]
+    # The child builds with the first importable library: TensorRT-RTX here, TensorRT where installed.
+    assert side["library"] == import_tensorrt().name and side["input"]["max"] == [4, 128, 256, 3]
+    # The config serves on the CPU: no engine can run for it on any host, GPU or not; the
+    # reason is what this host's runtime check says (no GPU here; a CPU device on a GPU host).
+    runtime = engine_policy.tensorrt_runtime_problem(seg.config.device)
+    assert runtime is not None
     assert seg.backend.name == "torch"
     status = seg.engine_status()
     assert status.startswith(f"built {engine}") and "staying on torch: no TensorRT runtime usable here" in status
-    assert "torch sees no CUDA GPU" in status
+    assert runtime in status
+    if not torch.cuda.is_available():
+        assert "torch sees no CUDA GPU" in status
     diag = seg.engine_diagnostics()
     assert diag["engine_policy"] == "build_in_background" and diag["engine_build_s"] > 0
     assert any("child process builds" in msg for _, msg in events) and events[-1][0] == "warning"
@@ -110,7 +127,7 @@ def test_a_built_engine_is_switched_to_where_a_runtime_can_run_it(background_bui
     """The switch path with a stand-in runtime: the decision says yes, the engine backend
     (a fake here) replaces the fallback, the next batch runs on it."""
     seg, build, *_ = background_build
-    monkeypatch.setattr(engine_policy, "tensorrt_runtime_problem", lambda device="cuda": None)
+    stand_in_runtime(monkeypatch)
     assert engine_policy.switch_decision(seg.engine_plan, "cuda") is None
     fallback = seg.backend
     monkeypatch.setattr(semantic_module, "open_engine_backend", lambda cfg, plan: FakeBackend("tensorrt", 7))
@@ -175,7 +192,7 @@ def test_never_leaves_tensorrt_out_even_with_an_engine_and_a_runtime(
     background_build, small_semantic_params: dict, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     *_, engines = background_build
-    monkeypatch.setattr(engine_policy, "tensorrt_runtime_problem", lambda device="cuda": None)
+    stand_in_runtime(monkeypatch)
     monkeypatch.setitem(registry.SEMANTIC_BACKENDS, "tensorrt", lambda *args: FakeBackend("tensorrt", 3))
     # With a runtime (stand-in) and the valid engine built above, the other policies take it ...
     assert (
@@ -189,8 +206,12 @@ def test_never_leaves_tensorrt_out_even_with_an_engine_and_a_runtime(
     assert seg.start_engine_build() is None and seg.engine_status() == "not used (engine_policy never)"
 
 
-def test_auto_policy_is_never_without_a_gpu_and_require_with_backend_tensorrt() -> None:
+def test_auto_policy_is_never_without_a_gpu_and_require_with_backend_tensorrt(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert engine_policy.resolve_policy("auto", "auto", "cpu") == ("never", "auto without a CUDA GPU")
+    # device auto resolves to the GPU where there is one: the no-GPU answer needs no GPU
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert engine_policy.resolve_policy("auto", "auto", "auto") == ("never", "auto without a CUDA GPU")
+    monkeypatch.undo()
     assert engine_policy.resolve_policy("auto", "tensorrt", "cuda")[0] == "require"
     assert engine_policy.resolve_policy("auto", "torch", "cpu")[0] == "never"
     with pytest.raises(ConfigError, match="require needs backend auto or tensorrt"):
@@ -212,7 +233,9 @@ def test_require_without_an_engine_refuses_with_the_build_command(small_semantic
 @pytest.mark.slow
 def test_require_with_a_valid_engine_but_no_gpu_refuses(background_build, small_semantic_params: dict) -> None:
     *_, engines = background_build
-    with pytest.raises(ConfigError, match=r"no TensorRT runtime usable here .torch sees no CUDA GPU"):
+    runtime = engine_policy.tensorrt_runtime_problem(small_semantic_params["device"])  # device cpu: never usable
+    assert runtime is not None
+    with pytest.raises(ConfigError, match=rf"no TensorRT runtime usable here \({re.escape(runtime)}\)"):
         SemanticSegmenter.from_config(config(small_semantic_params, engines, "require"))
 
 
@@ -296,3 +319,35 @@ def test_node_serves_without_a_gap_while_its_engine_builds(
         client.close()
         code = node.stop()
     assert code == 0, node.output
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_background_build_switches_to_the_engine_for_real(small_semantic_params: dict, tmp_path: Path) -> None:
+    """On a GPU with a TensorRT runtime: serves on the fallback while the child builds, then
+    the next batches run on the engine, with the class maps the fallback gave."""
+    from seg_perception.inference.tensorrt_library import RTX_DEFAULT_CC, current_gpu, rtx_cc_matches
+
+    problem = engine_policy.tensorrt_runtime_problem("cuda")
+    if problem is not None:
+        pytest.skip(f"no TensorRT runtime usable here: {problem}")
+    gpu = current_gpu()
+    if import_tensorrt().is_rtx and gpu is not None and not rtx_cc_matches(gpu.cc, RTX_DEFAULT_CC):
+        pytest.skip(f"the child builds for TensorRT-RTX's default targets, which leave out {gpu.cc}")
+    seg = SemanticSegmenter.from_config(config(small_semantic_params, tmp_path, "build_in_background", device="cuda"))
+    fallback = seg.backend.name
+    assert fallback != "tensorrt"
+    before = seg.segment([frame(1)])[0].class_map
+    build = seg.start_engine_build()
+    served = 0
+    try:
+        while build is not None and not build.wait(0.05):
+            seg.segment([frame(served)])
+            served += 1
+    finally:
+        seg.close()
+    assert build is not None and build.state == "built", build.error
+    assert seg.backend.name == "tensorrt", seg.engine_status()
+    assert f"switched from {fallback} to tensorrt" in seg.engine_status() and served >= 1
+    after = seg.segment([frame(1)])[0].class_map
+    assert (after == before).mean() >= 0.99

@@ -325,3 +325,128 @@ def test_cuda_combined_core_on_two_streams_equals_the_models_run_one_after_the_o
         assert any(i.instances for i in sequential_inst), "no instances: the comparison would be empty"
     finally:
         core.close()
+
+
+def test_a_capture_that_leaves_cuda_capturing_is_never_followed_by_silent_eager_runs(monkeypatch) -> None:
+    """After a failed capture the runner goes eager only where the stream left capture mode;
+    otherwise it stops with one BackendError line (torch's capture state cannot be made on a
+    CPU machine: the probe's answer is what is stood in)."""
+    from seg_perception.errors import BackendError
+
+    runner = TorchFrameRunner({f: _ShowInput(f) for f in (False, True)}, "cpu")
+    cause = RuntimeError("operation not permitted when stream is capturing")
+    monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: True)
+    with pytest.raises(BackendError, match="CUDA graph capture failed and left CUDA unusable") as info:
+        runner._check_capture_ended(cause)
+    assert info.value.__cause__ is cause and "\n" not in str(info.value)
+    monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: False)
+    runner._check_capture_ended(cause)  # capture ended cleanly: eager is safe
+
+
+@needs_cuda
+def test_cuda_graph_capture_failing_midway_falls_back_to_eager_only_with_cuda_intact(
+    shipped: SemanticSegmenter, caplog
+) -> None:
+    """A failure after capture began (kernels already recorded): torch ends the capture, the
+    probe finds the stream usable, eager results equal a runner that never captured."""
+    gpu = _full_frame_segmenter(shipped, "cuda", "fp32")
+    eager = _full_frame_segmenter(shipped, "cuda", "fp32", cuda_graphs=False)
+    runner = gpu.backend.runner
+    head = runner._heads[False]
+    calls = {"n": 0}
+
+    class FailsInCapture(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.head = head
+
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            out = self.head(x)
+            calls["n"] += 1
+            if torch.cuda.is_current_stream_capturing():
+                raise RuntimeError("unsupported op during capture")
+            return out
+
+    runner._heads[False] = FailsInCapture()
+    frame = [_scene(1280, 720, 15)]
+    with caplog.at_level(logging.WARNING, logger="seg_perception.inference.torch_runner"):
+        got = gpu.segment(frame)[0].class_map
+    assert calls["n"] > 3  # warm-up runs, then the capture that failed midway, then eager
+    assert not runner.graphs_active and "CUDA graph capture failed" in caplog.text
+    assert np.array_equal(got, eager.segment(frame)[0].class_map)
+
+
+@needs_cuda
+def test_cuda_graphs_of_many_batch_sizes_share_one_memory_pool(shipped: SemanticSegmenter) -> None:
+    """Eight batch sizes, eight graphs: the seven captured after the largest cost less memory
+    together than the largest alone (one private pool per graph grew with every shape)."""
+    gpu = _full_frame_segmenter(shipped, "cuda", "fp16")
+    frames = [_scene(1280, 720, 20 + i) for i in range(8)]
+    torch.cuda.synchronize()
+    start = torch.cuda.memory_reserved()
+    gpu.segment(frames)  # batch 8 first: the largest activations
+    after_largest = torch.cuda.memory_reserved()
+    for n in range(1, 8):
+        gpu.segment(frames[:n])
+    after_all = torch.cuda.memory_reserved()
+    assert gpu.backend.runner.captured == 8
+    assert after_all - after_largest < max(after_largest - start, 1), (start, after_largest, after_all)
+    for n in (3, 8):  # replays after all captures still give each batch its own maps
+        solo = [gpu.segment([f])[0].class_map for f in frames[:n]]
+        for a, b in zip(gpu.segment(frames[:n]), solo):
+            assert (a.class_map == b).mean() >= 0.995
+
+
+@needs_cuda
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs a second CUDA GPU")
+def test_cuda_torch_backend_on_a_non_zero_device_index(shipped: SemanticSegmenter) -> None:
+    first = _full_frame_segmenter(shipped, "cuda:0", "fp32")
+    second = _full_frame_segmenter(shipped, "cuda:1", "fp32")
+    assert second.backend.runner.device == torch.device("cuda:1")
+    frame = [_scene(1280, 720, 30)]
+    assert (first.segment(frame)[0].class_map == second.segment(frame)[0].class_map).mean() >= 0.999
+
+
+def test_combined_core_runs_the_first_batch_of_a_shape_with_the_instance_model_idle() -> None:
+    """The first batch of a shape may capture CUDA graphs: the instance model must not run
+    beside it. Later batches of that shape run both models at once. (The instance thread
+    exists only on a GPU; here it is set up by hand around stand-ins that record overlap.)"""
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+    from types import SimpleNamespace
+
+    from seg_perception.labels import load_label_set
+    from seg_perception.pipeline.perception import PerceptionCore
+
+    labels = load_label_set("cityscapes")
+    running: set[str] = set()
+    overlaps: list[bool] = []
+    lock = threading.Lock()
+
+    def model(name: str):
+        def segment(images, **kwargs):
+            with lock:
+                running.add(name)
+            time.sleep(0.05)
+            with lock:
+                overlaps.append(len(running) == 2)
+                running.discard(name)
+            return [None] * len(images)
+
+        return segment
+
+    semantic = SimpleNamespace(labels=labels, backend=SimpleNamespace(device="cpu"), segment=model("semantic"))
+    instance = SimpleNamespace(labels=labels, device="cpu", segment=model("instance"))
+    core = PerceptionCore(semantic, instance)  # type: ignore[arg-type]
+    core._pool = ThreadPoolExecutor(max_workers=1)  # what a GPU host gets
+    frames = [_image(8, 8, ColorOrder.RGB, 0)]
+    concurrent = []
+    try:
+        for batch in (frames, frames, frames * 2, frames * 2, frames):
+            overlaps.clear()
+            assert len(core.run(batch)) == len(batch)
+            concurrent.append(any(overlaps))
+    finally:
+        core.close()
+    assert concurrent == [False, True, False, True, True]
