@@ -241,9 +241,15 @@ def run_bench(
 ) -> dict[str, Any]:
     """Benchmark the semantic core on ``backends`` (and the instance core with
     ``instance_params``) at ``width`` x ``height`` rgb8 frames; print a table, write JSON."""
-    from seg_perception.errors import SegPerceptionError
+    from seg_perception.errors import ConfigError, SegPerceptionError
     from seg_perception.synthetic.frames import generate_frame
 
+    # The command line refuses these already (apps/cli_common.py); library callers get one line too.
+    if iterations <= 0 or warmup < 0 or width <= 0 or height <= 0:
+        raise ConfigError(
+            f"bench needs iterations > 0, warmup >= 0 and a positive frame size, got iterations={iterations} "
+            f"warmup={warmup} size={width}x{height}"
+        )
     load_start = os.getloadavg()
     config = SemanticModelConfig.from_params(params)
     msg = camera_message(generate_frame(0, 0, width, height, "day").image)

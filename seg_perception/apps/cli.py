@@ -15,9 +15,13 @@ from typing import TYPE_CHECKING
 
 from seg_perception.apps.cli_common import (
     PROG,
+    CommandParser,
     add_demo_options,
     add_model_options,
     add_param_option,
+    non_negative_int,
+    positive_float,
+    positive_int,
     run_guarded,
     setup_logging,
 )
@@ -112,7 +116,7 @@ def add_engine_commands(sub: _SubParsers) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line: -v, then one sub-parser per command (its function in ``func``)."""
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__)
+    parser: argparse.ArgumentParser = CommandParser(prog=PROG, description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -120,14 +124,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("images", nargs="+", help="image files, or folders searched for *.png / *.jpg")
     p.add_argument("--out", required=True)
     p.add_argument("--alpha", type=float, default=0.5)
+    p.add_argument(
+        "--format",
+        choices=("seg_perception", "cityscapes"),
+        default="seg_perception",
+        help="seg_perception (default): <stem>_classes.png and _overlay.png; cityscapes: only "
+        "<stem>_pred_labelIds.png, the official result convention (send the folder as CITYSCAPES_RESULTS)",
+    )
     add_model_options(p)
     p.set_defaults(func=cmd_segment)
 
     p = sub.add_parser("bench", help="latency: model only vs end to end (decode, pre, model, post, encode)")
-    p.add_argument("--width", type=int, default=1920)
-    p.add_argument("--height", type=int, default=1080)
-    p.add_argument("--iterations", type=int, default=20)
-    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--width", type=positive_int, default=1920)
+    p.add_argument("--height", type=positive_int, default=1080)
+    p.add_argument("--iterations", type=positive_int, default=20)
+    p.add_argument("--warmup", type=non_negative_int, default=3)
     p.add_argument("--json", default="out/bench/semantic.json")
     p.add_argument(
         "--models",
@@ -165,8 +176,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--confidence", action="store_true", help="also write semantic/confidence")
     p.add_argument("--copy-input", action="store_true", help="also copy the camera topics into the output bag")
     p.add_argument("--storage", choices=["sqlite3", "mcap"], help="output storage (default: the input's)")
-    p.add_argument("--limit", type=int, default=0, help="stop after this many frames (0: all)")
+    p.add_argument("--limit", type=non_negative_int, default=0, help="stop after this many frames (0: all)")
     p.add_argument("--report", help="report path without suffix (default: <out>.report.json/.md)")
+    p.add_argument(
+        "--format",
+        choices=("bag", "cityscapes"),
+        default="bag",
+        help="bag (default): predictions in the output bag only; cityscapes: also as official Cityscapes result "
+        "files in --results, one folder per task (semantic/, instance/, panoptic/)",
+    )
+    p.add_argument("--results", help="folder of the Cityscapes result files (default: <out>.cityscapes)")
+    p.add_argument(
+        "--city",
+        default="synth",
+        help="<city> of the result stems <city>_<camera index>_<frame index> (default: synth, as `synth` names frames)",
+    )
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--config", help="parameter file (ROS format) overriding config/perception.yaml")
     add_param_option(p, "override one parameter, e.g. -p semantic.backend=onnxruntime")
@@ -174,17 +198,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("synth", help="generate road scenes: Cityscapes layout and/or a drive bag")
     p.add_argument("--out", required=True, help="folder for leftImg8bit/ and gtFine/")
-    p.add_argument("--frames", type=int, default=20)
+    p.add_argument("--frames", type=positive_int, default=20)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--width", type=int, default=1024)
-    p.add_argument("--height", type=int, default=512)
+    p.add_argument("--width", type=positive_int, default=1024)
+    p.add_argument("--height", type=positive_int, default=512)
     p.add_argument("--condition", help="force one condition (default: drawn per frame/drive)")
     p.add_argument("--split", default="val")
     p.add_argument("--drive", action="store_true", help="consecutive frames of one drive (default with --bag)")
     p.add_argument("--bag", help="also write a rosbag2 drive here (camera + ground-truth topics)")
-    p.add_argument("--storage", choices=["sqlite3", "mcap"], default="sqlite3")
+    p.add_argument("--storage", choices=["sqlite3", "mcap"], default="mcap", help="bag storage (default: mcap)")
     p.add_argument("--compressed", choices=["", "jpeg", "png"], default="", help="camera as CompressedImage")
-    p.add_argument("--fps", type=float, default=10.0)
+    p.add_argument("--fps", type=positive_float, default=10.0)
     p.set_defaults(func=cmd_synth)
 
     p = sub.add_parser("train", help="train a default model on generated road scenes")
@@ -222,8 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--pred",
         required=True,
-        help="folder with <stem>_classes.png, _instances.png/.json, _panoptic.png; "
-        "or a bag with <camera>/semantic/class_map, instance/..., panoptic/...",
+        help="folder with <stem>_classes.png, _instances.png/.json, _panoptic.png; or with official "
+        "Cityscapes result files (see --format); or a bag with <camera>/semantic/class_map, instance/..., panoptic/...",
     )
     p.add_argument(
         "--gt",
@@ -232,6 +256,14 @@ def build_parser() -> argparse.ArgumentParser:
         "bag with <camera>/gt/label_ids, gt/instance_ids (gt/condition)",
     )
     p.add_argument("--json", help="also write the results here")
+    p.add_argument(
+        "--format",
+        choices=("auto", "seg_perception", "cityscapes"),
+        default="auto",
+        help="convention of --pred: ours (above), or the official Cityscapes result files "
+        "(<stem>*.png label ids, <stem>*.txt instance lists, COCO panoptic json + PNG folder); "
+        "auto (default): whichever the folder holds",
+    )
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser(

@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 from collections.abc import Callable
+from typing import NoReturn, TypeVar
 
 from seg_perception.errors import SegPerceptionError
 
 PROG = "seg-perception"
+_N = TypeVar("_N", int, float)
 
 
 def run_guarded(command: Callable[[], int]) -> int:
@@ -31,6 +34,45 @@ def run_guarded(command: Callable[[], int]) -> int:
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
+
+
+class CommandParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line (``<prog>: error: <what> (see <prog> --help)``)
+    and exit code 2, like the errors of the error boundary; sub-parsers inherit the class."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer > 0 (counts, sizes in pixels)."""
+    value = _number(text, int, "an integer")
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be an integer > 0, got {text!r}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0 (counts where 0 means none or no limit)."""
+    value = _number(text, int, "an integer")
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0 (rates in Hz, factors)."""
+    value = _number(text, float, "a number")
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
+    return value
+
+
+def _number(text: str, kind: Callable[[str], _N], what: str) -> _N:
+    try:
+        return kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
 
 
 def setup_logging(verbose: bool = False) -> None:

@@ -39,6 +39,13 @@ def cmd_segment(args: argparse.Namespace) -> int:
 
     segmenter = semantic_from_config(SemanticModelConfig.from_params(_params(args, "semantic")))
     out = Path(args.out)
+    if args.format == "cityscapes":
+        images = segment_images(segmenter, args.images, out, args.alpha, fmt="cityscapes")
+        print(
+            f"segmented {len(images)} images: <stem>_pred_labelIds.png (Cityscapes label ids) in {out}, "
+            "ready for the official evaluation (CITYSCAPES_RESULTS)"
+        )
+        return 0
     images = segment_images(segmenter, args.images, out, args.alpha)
     print(f"segmented {len(images)} images: <stem>_classes.png (Cityscapes label ids) and _overlay.png in {out}")
     return 0
@@ -98,6 +105,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
         storage=args.storage or "",
         limit=args.limit,
         progress=not args.no_progress,
+        results=_results_dir(args),
+        city=args.city,
     )
     # `kill` as well as Ctrl-C closes the output bag properly (KeyboardInterrupt unwinds the writer).
     signal.signal(signal.SIGTERM, signal.default_int_handler)
@@ -119,10 +128,21 @@ def cmd_replay(args: argparse.Namespace) -> int:
             + (f", PQ {100 * report.metrics['panoptic']['All']['pq']:.1f} %" if "panoptic" in report.metrics else "")
         )
     print("report: {} and {}".format(*report_paths(args.out, args.report)))
+    if options.results:
+        print(f"Cityscapes result files (semantic/, instance/, panoptic/; CITYSCAPES_RESULTS each): {options.results}")
     if report.stopped.startswith("bag fault"):
         # The frames before the fault are kept and reported above; the run still failed.
         raise SegPerceptionError(f"{report.stopped} ({report.frames} frames before it are in the output)")
     return 0
+
+
+def _results_dir(args: argparse.Namespace) -> str:
+    """Where `replay` writes the official Cityscapes result files ("" with --format bag)."""
+    if args.format != "cityscapes":
+        if args.results:
+            raise SegPerceptionError("--results needs --format cityscapes")
+        return ""
+    return str(args.results or f"{Path(args.out)}.cityscapes")
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
@@ -130,8 +150,6 @@ def cmd_synth(args: argparse.Namespace) -> int:
     from seg_perception.synthetic.params import CONDITIONS
     from seg_perception.synthetic.writers import write_cityscapes, write_cityscapes_and_drive_bag
 
-    if args.frames <= 0:
-        raise SegPerceptionError(f"--frames must be positive, got {args.frames}")
     if args.condition and args.condition not in CONDITIONS:
         raise SegPerceptionError(f"--condition must be one of {list(CONDITIONS)}, got {args.condition!r}")
     if not args.bag:
@@ -164,10 +182,25 @@ def _scenes(args: argparse.Namespace) -> Iterator[SyntheticFrame]:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    """Cityscapes / COCO / panoptic metrics of predictions against ground truth (folders or bags)."""
-    from seg_perception.metrics.run import main_eval
+    """Cityscapes / COCO / panoptic metrics of predictions against ground truth (folders or bags):
+    our prediction files or bags, or result files in the official Cityscapes conventions."""
+    import json
 
-    return main_eval(args.pred, args.gt, args.json)
+    from seg_perception.metrics.bags import is_bag
+    from seg_perception.metrics.cityscapes.results_eval import detect_format, evaluate_official_results
+    from seg_perception.metrics.run import format_report, jsonable, main_eval
+
+    fmt = getattr(args, "format", "auto")
+    if fmt == "auto":
+        fmt = "seg_perception" if is_bag(args.pred) or is_bag(args.gt) else detect_format(args.pred, args.gt)
+    if fmt == "seg_perception":
+        return main_eval(args.pred, args.gt, args.json)
+    result = evaluate_official_results(args.pred, args.gt)
+    print(format_report(result))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(jsonable(result), indent=1) + "\n")
+    return 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:

@@ -26,15 +26,27 @@ def image_files(paths: Iterable[str | Path]) -> list[Path]:
     return files
 
 
-def segment_images(segmenter: SemanticSegmenter, paths: Iterable[str | Path], out: Path, alpha: float) -> list[Path]:
-    """Segment the images of ``paths`` (see :func:`image_files`) one by one; write
-    ``<stem>_classes.png`` (Cityscapes label ids) and ``<stem>_overlay.png`` (``alpha`` blend)
-    for each into ``out`` (created). A ``_leftImg8bit`` suffix is dropped from the stem, so the
-    names match the ground truth of a Cityscapes layout. Returns the images segmented."""
+def segment_images(
+    segmenter: SemanticSegmenter,
+    paths: Iterable[str | Path],
+    out: Path,
+    alpha: float,
+    fmt: str = "seg_perception",
+) -> list[Path]:
+    """Segment the images of ``paths`` (see :func:`image_files`) one by one into ``out``
+    (created); returns the images segmented. A ``_leftImg8bit`` suffix is dropped from the
+    stem, so the names match the ground truth of a Cityscapes layout.
+
+    ``fmt`` "seg_perception": ``<stem>_classes.png`` (Cityscapes label ids) and
+    ``<stem>_overlay.png`` (``alpha`` blend). "cityscapes": the official semantic result
+    ``<stem>_pred_labelIds.png`` and nothing else (the official script takes every
+    ``<stem>*.png`` below its results folder for a prediction, so no overlays beside them).
+    """
     import cv2
     import numpy as np
 
     from seg_perception.io.image import ColorOrder, DecodedImage
+    from seg_perception.metrics.cityscapes.results import write_semantic_result
 
     to_label_id = segmenter.labels.train_to_label_id()
     out.mkdir(parents=True, exist_ok=True)
@@ -47,6 +59,9 @@ def segment_images(segmenter: SemanticSegmenter, paths: Iterable[str | Path], ou
         image = DecodedImage(cast("npt.NDArray[np.uint8]", bgr), ColorOrder.BGR)
         result = segmenter.segment([image])[0]
         stem = path.stem.removesuffix("_leftImg8bit")
+        if fmt == "cityscapes":
+            write_semantic_result(out, stem, to_label_id[result.class_map])
+            continue
         cv2.imwrite(str(out / f"{stem}_classes.png"), to_label_id[result.class_map])
         overlay = segmenter.overlay(image, result, alpha)
         # The overlay is RGB; OpenCV writes BGR.

@@ -25,14 +25,16 @@ import numpy as np
 from rosbags.interfaces import Connection
 from rosbags.rosbag2 import Writer
 
-from seg_perception.errors import BagError, ImageError
+from seg_perception.errors import BagError, ConfigError, ImageError
 from seg_perception.io import bags
 from seg_perception.io.bags import DETECTIONS, IMAGE, STORAGES, TYPESTORE
 from seg_perception.io.image import DecodedImage
 from seg_perception.metrics.bags import add_ground_truth, ground_truth_connections
+from seg_perception.metrics.cityscapes.results import ResultsWriter
 from seg_perception.metrics.latency import percentiles_ms
 from seg_perception.metrics.run import format_report, jsonable
 from seg_perception.metrics.stream import FrameJoiner, StreamEvaluator
+from seg_perception.pipeline.detection_boxes import detection_boxes
 from seg_perception.pipeline.perception import MODELS, FrameResult, PerceptionCore
 
 log = logging.getLogger(__name__)
@@ -57,6 +59,17 @@ class ReplayOptions:
     overlay_alpha: float = 0.5
     limit: int = 0  # stop after this many frames (0: all)
     progress: bool = True
+    # also write the predictions as official Cityscapes result files here ("": don't), stems
+    # <city>_<camera index>_<frame index>: a generated drive's frames meet their ground truth
+    results: str = ""
+    city: str = "synth"
+
+    def __post_init__(self) -> None:
+        if self.results and (not self.city or any(c in self.city for c in "_ /")):
+            raise ConfigError(
+                f"--city must be a name without '_', '/' or spaces (the <city> of <city>_<seq>_<frame>), "
+                f"got {self.city!r}"
+            )
 
 
 @dataclass
@@ -105,6 +118,8 @@ class _Camera:
 
     namespace: str
     outputs: dict[str, Any]
+    seq: int = 0  # the camera's place in the replayed cameras (the <seq> of result stems)
+    read: int = 0  # its messages read so far, bad ones included (the <frame> of result stems)
 
 
 def replay_bag(
@@ -126,6 +141,7 @@ def replay_bag(
         core = PerceptionCore.from_params(params, options.models)
         report = ReplayReport(str(in_bag), str(out_bag), [c.topic for c in cameras], list(core.models))
         report.notes += _untrained_notes(params, core.models)
+        report.notes += reader.truncated_files()  # storage files read only up to a cut-off end
         storage = options.storage or _storage_of(reader)
         if storage not in STORAGES:
             raise BagError(f"storage must be one of {sorted(STORAGES)}, got {storage!r}")
@@ -155,7 +171,11 @@ def _run(
     report: ReplayReport,
 ) -> None:
     started = time.monotonic()
-    outs = {c.id: _Camera(bags.camera_namespace(c.topic), _add_outputs(writer, c, core, options)) for c in cameras}
+    outs = {
+        c.id: _Camera(bags.camera_namespace(c.topic), _add_outputs(writer, c, core, options), seq)
+        for seq, c in enumerate(cameras)
+    }
+    result_files = ResultsWriter(options.results, core.labels) if options.results else None
     gt_conns = ground_truth_connections(reader.connections, {cam.namespace for cam in outs.values()})
     evaluator = StreamEvaluator(core.labels) if gt_conns else None
     expected = _expected_kinds(core)
@@ -177,11 +197,12 @@ def _run(
                     add_ground_truth(joiner, gt_conns[conn.id], conn.msgtype, logtime, raw)
                 continue
             if any(c.id == conn.id for c, *_ in batch) or len(batch) == len(cameras):
-                _process(batch, outs, core, writer, options, report, joiner, progress)
+                _process(batch, outs, core, writer, options, report, joiner, progress, result_files)
                 batch = []
             if options.limit and report.frames + report.bad_frames + len(batch) >= options.limit:
                 report.stopped = "limit"
                 break
+            outs[conn.id].read += 1  # after _process: a batch holds one frame per camera
             frame = _decode(conn, raw, report)
             if frame is not None:
                 batch.append((conn, logtime, *frame))
@@ -189,13 +210,15 @@ def _run(
                 progress.update(1)
             if options.copy_input:
                 writer.write(outs[conn.id].outputs["input"], logtime, raw)
-        _process(batch, outs, core, writer, options, report, joiner, progress)
+        _process(batch, outs, core, writer, options, report, joiner, progress, result_files)
     except BagError as err:
-        _process(batch, outs, core, writer, options, report, joiner, progress)  # keep what was read
+        _process(batch, outs, core, writer, options, report, joiner, progress, result_files)  # keep what was read
         report.stopped = f"bag fault: {err}"
         log.error("%s; %d frames processed before the fault are in %s", err, report.frames, report.output_bag)
     finally:
         progress.close()
+        if result_files is not None:
+            result_files.close()
         report.wall_s = time.monotonic() - started
         if joiner is not None and evaluator is not None:  # the joiner exists exactly with ground truth
             report.unpaired_frames = joiner.finish()
@@ -230,6 +253,7 @@ def _process(
     report: ReplayReport,
     joiner: FrameJoiner | None,
     progress: Any,
+    result_files: ResultsWriter | None = None,
 ) -> None:
     if not batch:
         return
@@ -240,6 +264,8 @@ def _process(
         _write_outputs(writer, cam, logtime, msg.header, image, result, core, options)
         if joiner is not None:
             _add_predictions(joiner, cam.namespace, bags.stamp_ns(msg.header), result)
+        if result_files is not None:
+            _write_results(result_files, f"{options.city}_{cam.seq:06d}_{cam.read - 1:06d}", result, core)
     per_frame_ms = (time.perf_counter() - started) * 1e3 / len(batch)
     report.latencies_ms += [per_frame_ms] * len(batch)
     report.frames += len(batch)
@@ -293,12 +319,26 @@ def _write_outputs(
             put(CONFIDENCE, img(result.semantic.confidence, "mono8"))
     if result.instance is not None:
         put(INSTANCE_MAP, img(result.instance.instance_map, "mono16"))
-        put(DETECTIONS_TOPIC, bags.detections_message(header, result.instance.instances), DETECTIONS)
+        boxes = detection_boxes(result.instance)
+        put(DETECTIONS_TOPIC, bags.detections_message(header, result.instance.instances, boxes), DETECTIONS)
     if result.panoptic is not None:
         put(PANOPTIC_MAP, img(result.panoptic, "mono16"))
     if options.overlays:
         for model, overlay in core.overlays(image, result, options.overlay_alpha).items():
             put(OVERLAYS[model], img(overlay, "rgb8"))
+
+
+def _write_results(results: ResultsWriter, stem: str, result: FrameResult, core: PerceptionCore) -> None:
+    """One frame in the official conventions: class map as label ids, instance map with its
+    scores, panoptic map (see :class:`~seg_perception.metrics.cityscapes.results.ResultsWriter`)."""
+    sem, inst = result.semantic, result.instance
+    results.write(
+        stem,
+        label_ids=core.labels.train_to_label_id()[sem.class_map] if sem is not None else None,
+        instance_map=inst.instance_map if inst is not None else None,
+        scores={r.value: r.score for r in inst.instances} if inst is not None else None,
+        panoptic=result.panoptic,
+    )
 
 
 def _expected_kinds(core: PerceptionCore) -> tuple[str, ...]:
@@ -323,8 +363,9 @@ def _add_predictions(joiner: FrameJoiner, namespace: str, stamp: int, result: Fr
 
 
 def _storage_of(reader: Any) -> str:
-    ident = str(getattr(reader, "metadata", {}).get("storage_identifier", "sqlite3"))
-    return ident if ident in STORAGES else "sqlite3"
+    """The input bag's storage; MCAP (rosbag2's default since Iron) where it is unknown."""
+    ident = bags.storage_of(reader)
+    return ident if ident in STORAGES else "mcap"
 
 
 def _untrained_notes(params: Mapping[str, Any], models: Sequence[str]) -> list[str]:

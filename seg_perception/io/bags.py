@@ -17,6 +17,7 @@ from rosbags.rosbag2 import Reader, ReaderError, StoragePlugin
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
 from seg_perception.errors import BagError, ImageError
+from seg_perception.io.bag_files import BagReader, storage_identifier
 from seg_perception.io.compressed import CompressedImageMessage, decode_compressed, encode_compressed
 from seg_perception.io.image import DecodedImage, ImageMessage, decode_image
 from seg_perception.io.image_encode import encode_image
@@ -71,8 +72,6 @@ class DetectedInstance(Protocol):
     def name(self) -> str: ...
     @property
     def score(self) -> float: ...
-    @property
-    def bbox(self) -> tuple[float, float, float, float]: ...
 
 
 # Ground-truth topics of generated drives, under the camera namespace.
@@ -121,17 +120,23 @@ def compressed_message(rgb: npt.ArrayLike, fmt: str, stamp_ns: int, frame_id: st
 _NOT_CAMERA_PARTS = ("gt", "semantic", "instance", "panoptic")
 
 
-def open_bag(path: str | Path) -> Reader:
-    """An open rosbags Reader (sqlite3 or mcap); BagError with one readable line otherwise."""
+def open_bag(path: str | Path) -> BagReader:
+    """An open rosbags Reader (sqlite3 or mcap): a bag folder, with or without metadata.yaml
+    (see io/bag_files.py), or one storage file; BagError with one readable line otherwise."""
     path = Path(path)
     if not path.exists():
         raise BagError(f"bag {path} does not exist")
-    reader = Reader(path)
     try:
+        reader = BagReader(path)
         reader.open()
     except (ReaderError, OSError, ValueError, KeyError) as err:
         raise BagError(f"cannot open bag {path}: {err}") from err
     return reader
+
+
+def storage_of(reader: Reader) -> str:
+    """``mcap`` or ``sqlite3``: the storage of an open bag's files; ``""`` if unknown."""
+    return storage_identifier(reader)
 
 
 def camera_namespace(topic: str) -> str:
@@ -198,9 +203,12 @@ def serialize(msg: Any, msgtype: str) -> bytes:
     return bytes(TYPESTORE.serialize_cdr(msg, msgtype))
 
 
-def detections_message(msg_header: Any, instances: Sequence[DetectedInstance]) -> Any:
+def detections_message(
+    msg_header: Any, instances: Sequence[DetectedInstance], boxes: Sequence[tuple[float, float, float, float]]
+) -> Any:
     """instance/detections as the nodes publish it (see ros/detections.py), as a rosbags message:
-    one Detection2D per instance, ``id`` = its instance_map value, class and score in results."""
+    one Detection2D per instance, ``id`` = its instance_map value, class and score in results,
+    ``boxes`` = (centre x, centre y, size x, size y) per instance (pipeline/detection_boxes.py)."""
     t = TYPESTORE.types
     geometry = t["geometry_msgs/msg/PoseWithCovariance"](
         pose=t["geometry_msgs/msg/Pose"](
@@ -210,11 +218,8 @@ def detections_message(msg_header: Any, instances: Sequence[DetectedInstance]) -
         covariance=np.zeros(36, np.float64),
     )
     detections = []
-    for inst in instances:
-        x0, y0, x1, y1 = inst.bbox
-        centre = t["vision_msgs/msg/Pose2D"](
-            position=t["vision_msgs/msg/Point2D"](x=(x0 + x1) / 2.0, y=(y0 + y1) / 2.0), theta=0.0
-        )
+    for inst, (cx, cy, sx, sy) in zip(instances, boxes, strict=True):
+        centre = t["vision_msgs/msg/Pose2D"](position=t["vision_msgs/msg/Point2D"](x=cx, y=cy), theta=0.0)
         hypothesis = t["vision_msgs/msg/ObjectHypothesisWithPose"](
             hypothesis=t["vision_msgs/msg/ObjectHypothesis"](class_id=inst.name, score=float(inst.score)), pose=geometry
         )
@@ -222,7 +227,7 @@ def detections_message(msg_header: Any, instances: Sequence[DetectedInstance]) -
             t["vision_msgs/msg/Detection2D"](
                 header=msg_header,
                 results=[hypothesis],
-                bbox=t["vision_msgs/msg/BoundingBox2D"](center=centre, size_x=float(x1 - x0), size_y=float(y1 - y0)),
+                bbox=t["vision_msgs/msg/BoundingBox2D"](center=centre, size_x=sx, size_y=sy),
                 id=str(inst.value),
             )
         )

@@ -6,7 +6,7 @@ recorded as received, raw CDR, stamped with the node's clock (the bag's time und
 ``use_sim_time``, as ``ros2 bag record --use-sim-time``). Ctrl-C closes the bag properly.
 
 Parameters: ``bag`` (output folder, must not exist), ``topics`` (required), ``storage``
-(sqlite3 | mcap), ``qos_reliability`` (reliable: every output; best_effort also hears
+(mcap, the default, | sqlite3), ``qos_reliability`` (reliable: every output; best_effort also hears
 best-effort publishers) and ``qos_depth``.
 """
 
@@ -29,7 +29,7 @@ from seg_perception.ros.runner import run_node
 DEFAULTS: dict[str, Any] = {
     "bag": "",
     "topics": [],
-    "storage": "sqlite3",
+    "storage": "mcap",  # rosbag2's default storage since Iron
     "qos_reliability": "reliable",
     "qos_depth": 100,
     "discovery_period": 0.2,

@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from std_msgs.msg import Header
 
+from seg_perception.pipeline.detection_boxes import detection_boxes
+
 if TYPE_CHECKING:
-    from seg_perception.pipeline.instance import InstanceRecord
+    from seg_perception.pipeline.instance import InstanceResult
 
 
 try:
@@ -20,21 +21,23 @@ except ImportError:  # pragma: no cover - depends on the ROS install
     DETECTIONS_AVAILABLE = False
 
 
-def detections_msg(header: Header, instances: Sequence[InstanceRecord]) -> Any:
-    """One Detection2D per instance: ``id`` = its instance_map value, class name and score in
-    ``results``, the detector's box as centre + size (vision_msgs >= 4, Humble and later)."""
+def detections_msg(header: Header, result: InstanceResult) -> Any:
+    """One Detection2D per instance, both headers = the camera frame's ``header``.
+
+    ``id``: its instance_map value (label_id * 1000 + k); ``results``: one hypothesis,
+    ``class_id`` = the label name (the class of ``id // 1000`` in the label set) and its score;
+    ``bbox``: the box of its pixels in the published instance map (pipeline/detection_boxes.py).
+    """
     out = Detection2DArray(header=header)
-    for inst in instances:
-        x0, y0, x1, y1 = inst.bbox
+    for inst, (cx, cy, sx, sy) in zip(result.instances, detection_boxes(result), strict=True):
         det = Detection2D(header=header, id=str(inst.value))
         hyp = ObjectHypothesisWithPose()
         hyp.hypothesis.class_id = inst.name
         hyp.hypothesis.score = float(inst.score)
         det.results.append(hyp)
         box = BoundingBox2D()
-        box.center.position.x = (x0 + x1) / 2.0
-        box.center.position.y = (y0 + y1) / 2.0
-        box.size_x, box.size_y = float(x1 - x0), float(y1 - y0)
+        box.center.position.x, box.center.position.y = cx, cy
+        box.size_x, box.size_y = sx, sy
         det.bbox = box
         out.detections.append(det)
     return out

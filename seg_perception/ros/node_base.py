@@ -25,6 +25,7 @@ from typing import Any
 
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.lifecycle import LifecycleNode, LifecycleNodeMixin, LifecycleState, TransitionCallbackReturn
 from rclpy.node import Node
 from rclpy.publisher import Publisher
@@ -155,6 +156,20 @@ class SegmentationNodeBase(LifecycleNode):
         self.buffer.count(frame.camera, processed=1)
 
     # -- lifecycle ----------------------------------------------------------------------------
+    def _LifecycleNodeMixin__change_state(self, transition_id: int) -> TransitionCallbackReturn:  # noqa: N802
+        """The mixin's own transition step, guarded. Jazzy's rclpy (7.x) lets a change_state
+        request for a transition the current state does not have raise out of the service
+        callback, which ends the node; Kilted's logs it and answers success=False. Same answer
+        here, on every distribution (the name is the mixin's private method, as mangled)."""
+        change = LifecycleNodeMixin._LifecycleNodeMixin__change_state  # type: ignore[attr-defined]
+        try:
+            result: TransitionCallbackReturn = change(self, transition_id)
+            return result
+        except _rclpy.RCLError as err:
+            state = self._state_machine.current_state[1]
+            self.get_logger().error(f"lifecycle transition {transition_id} refused (current state {state!r}): {err}")
+            return TransitionCallbackReturn.ERROR
+
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
             if self._param_error is not None:

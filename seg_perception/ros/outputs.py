@@ -66,8 +66,9 @@ class InstanceOutputs:
 
     def publish(self, frame: InputFrame, result: InstanceResult) -> None:
         self.instance_map.publish(image_msg(result.instance_map, frame.header, "mono16"))
-        if self.detections is not None:
-            self.detections.publish(detections_msg(frame.header, result.instances))
+        # Optional output: its boxes are measured on the map, so only for listeners.
+        if self.detections is not None and self.detections.get_subscription_count() > 0:
+            self.detections.publish(detections_msg(frame.header, result))
         if self.node.io.publish_overlay and self.overlay.get_subscription_count() > 0:
             overlay = self.segmenter.overlay(frame.image, result, self.node.io.overlay_alpha)
             self.overlay.publish(image_msg(overlay, frame.header, "rgb8"))

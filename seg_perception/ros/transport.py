@@ -19,6 +19,7 @@ from pathlib import Path
 from seg_perception.resources import config_path
 from seg_perception.ros.input_health import WANTED_RECEIVE_BUFFER
 
+# Fast DDS 3 (Kilted) reads the first, Fast DDS 2 (Jazzy, Humble) only the second.
 PROFILE_VARS = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")
 PROFILE_NAME = "fastdds_large_images.xml"
 RMEM_MAX = Path("/proc/sys/net/core/rmem_max")
@@ -33,14 +34,19 @@ def use_large_image_profile() -> None:
         return
     profile = config_path(PROFILE_NAME)
     if profile.is_file():
-        os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = str(profile)
+        os.environ.update(profile_env(profile))
+
+
+def profile_env(profile: str | Path) -> dict[str, str]:
+    """The variables that make a process load Fast DDS ``profile``, on every distribution."""
+    return dict.fromkeys(PROFILE_VARS, str(profile))
 
 
 def large_image_profile_active() -> bool:
     """True when this process runs Fast DDS with our profile (ours, not the user's own)."""
     if os.environ.get("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp") != "rmw_fastrtps_cpp":
         return False
-    return Path(os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE", "")).name == PROFILE_NAME
+    return any(Path(os.environ.get(var, "")).name == PROFILE_NAME for var in PROFILE_VARS)
 
 
 def receive_buffer_limit() -> int | None:

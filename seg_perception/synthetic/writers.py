@@ -113,7 +113,7 @@ class DriveBagWriter:
         self,
         path: str | Path,
         fps: float = 10.0,
-        storage: str = "sqlite3",
+        storage: str = "mcap",  # rosbag2's default storage since Iron
         camera: str = "/camera",
         compressed: str = "",
         frame_id: str = "camera_front",

@@ -12,7 +12,14 @@ import pytest
 import yaml
 
 from seg_perception.apps.cli import build_parser, main
-from seg_perception.apps.cli_common import add_demo_options, demo_argv, run_guarded
+from seg_perception.apps.cli_common import (
+    add_demo_options,
+    demo_argv,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    run_guarded,
+)
 from seg_perception.apps.engines import instance_target, semantic_target
 from seg_perception.apps.images import image_files
 from seg_perception.config.overrides import node_params, parse_overrides
@@ -108,3 +115,68 @@ def test_artifact_paths_default_to_where_the_nodes_look(tmp_path: Path) -> None:
     inst = instance_target({**node_defaults("instance"), "engines_dir": str(tmp_path)}, "fp16")
     assert sorted(inst.onnx) == sorted(inst.engine) == ["backbone", "box_head", "mask_head"]
     assert all(p.parent == tmp_path and "_fp16." in p.name for p in [*inst.onnx.values(), *inst.engine.values()])
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["bench", "--iterations", "0"], "argument --iterations: must be an integer > 0, got '0'"),
+        (["bench", "--iterations", "-5"], "argument --iterations: must be an integer > 0, got '-5'"),
+        (["bench", "--warmup", "-1"], "argument --warmup: must be an integer >= 0, got '-1'"),
+        (["bench", "--width", "0"], "argument --width: must be an integer > 0, got '0'"),
+        (["bench", "--height", "1.5"], "argument --height: must be an integer, got '1.5'"),
+        (["synth", "--out", "x", "--fps", "0"], "argument --fps: must be a finite number > 0, got '0'"),
+        (["synth", "--out", "x", "--fps", "-10"], "argument --fps: must be a finite number > 0, got '-10'"),
+        (["synth", "--out", "x", "--fps", "inf"], "argument --fps: must be a finite number > 0, got 'inf'"),
+        (["synth", "--out", "x", "--fps", "ten"], "argument --fps: must be a number, got 'ten'"),
+        (["synth", "--out", "x", "--frames", "0"], "argument --frames: must be an integer > 0, got '0'"),
+        (["synth", "--out", "x", "--height", "-2"], "argument --height: must be an integer > 0, got '-2'"),
+        (["replay", "in", "--out", "x", "--limit", "-1"], "argument --limit: must be an integer >= 0, got '-1'"),
+    ],
+)
+def test_bad_numbers_are_refused_by_the_parser_with_one_line_and_exit_2(
+    argv: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # nothing may be written, not even into the working directory
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    command = argv[0]
+    assert err == f"seg-perception {command}: error: {message} (see seg-perception {command} --help)\n"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bench_with_zero_iterations_exits_2_with_one_line_and_no_traceback(tmp_path: Path) -> None:
+    """The installed command as a user runs it (it once ended in a traceback)."""
+    cmd = [sys.executable, "-m", "seg_perception.apps.cli", "bench", "--iterations", "0", "--json", str(tmp_path / "b")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert (proc.returncode, proc.stdout) == (2, "")
+    assert proc.stderr == (
+        "seg-perception bench: error: argument --iterations: must be an integer > 0, got '0' "
+        "(see seg-perception bench --help)\n"
+    )
+
+
+def test_number_types_accept_the_edges_they_allow() -> None:
+    args = build_parser().parse_args(["bench", "--iterations", "1", "--warmup", "0", "--width", "8"])
+    assert (args.iterations, args.warmup, args.width) == (1, 0, 8)
+    args = build_parser().parse_args(["synth", "--out", "x", "--fps", "0.5", "--frames", "1"])
+    assert (args.fps, args.frames) == (0.5, 1)
+    assert positive_float("1e-3") == 1e-3 and positive_int("7") == 7 and non_negative_int("0") == 0
+
+
+def test_a_missing_required_option_is_one_line_too(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["synth"])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err == (
+        "seg-perception synth: error: the following arguments are required: --out (see seg-perception synth --help)\n"
+    )
+
+
+def test_run_bench_refuses_zero_iterations_from_library_callers_too() -> None:
+    from seg_perception.apps.bench import run_bench
+
+    with pytest.raises(ConfigError, match="bench needs iterations > 0"):
+        run_bench(node_defaults("semantic"), 64, 32, iterations=0)

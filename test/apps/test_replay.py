@@ -18,6 +18,7 @@ from rosbags.rosbag2 import Reader, Writer
 from seg_perception.apps.cli import main
 from seg_perception.apps.replay import ReplayOptions, replay_bag
 from seg_perception.config.records import node_defaults
+from seg_perception.errors import ConfigError
 from seg_perception.io import bags
 from seg_perception.io.compressed import decode_compressed
 from seg_perception.io.image import decode_image
@@ -107,6 +108,12 @@ def test_replay_output_bag_equals_the_core_frame_by_frame(
         assert np.array_equal(pixels(got["panoptic/panoptic_map"][1]), expected.panoptic)
         scores = bags.detection_scores(got["instance/detections"][1])
         assert scores == pytest.approx({r.value: r.score for r in expected.instance.instances})
+        instance_map = pixels(got["instance/instance_map"][1])
+        for det in got["instance/detections"][1].detections:  # boxes of the map's pixels, as the nodes publish
+            rows, cols = np.nonzero(instance_map == int(det.id))
+            centre = (det.bbox.center.position.x, det.bbox.center.position.y)
+            assert centre == ((cols.min() + cols.max()) / 2, (rows.min() + rows.max()) / 2), det.id
+            assert (det.bbox.size_x, det.bbox.size_y) == (cols.max() - cols.min() + 1, rows.max() - rows.min() + 1)
         instances_seen += len(scores)
         overlay = outputs["/camera/semantic/overlay"][i][1]
         assert (overlay.encoding, overlay.height, overlay.width) == ("rgb8", image.height, image.width)
@@ -284,3 +291,47 @@ def test_interrupted_replay_leaves_a_readable_bag_and_report(tmp_path: Path) -> 
     kept = read_bag(tmp_path / "out")["/camera/semantic/class_map"]
     report = json.loads((tmp_path / "out.report.json").read_text())
     assert report["stopped"] == "interrupted" and 2 <= len(kept) == report["frames"] < 40
+
+
+def test_replay_cityscapes_results_are_taken_by_the_official_scripts_as_is(tmp_path: Path) -> None:
+    """A generated drive written as a Cityscapes layout and a bag; `replay --format cityscapes`
+    writes result files that the official scripts, run unmodified on that layout, score exactly
+    as the replay report scores the bag."""
+    import contextlib
+    import io
+
+    from seg_perception.synthetic.writers import write_cityscapes_and_drive_bag
+    from test.metrics.test_official_results import create_panoptic, run_official, same
+
+    dataset = tmp_path / "cityscapes"
+    drive = generate_drive(5, 3, 320, 192, fps=10.0)
+    _, in_bag = write_cityscapes_and_drive_bag(dataset, tmp_path / "in", drive, fps=10.0)
+    with contextlib.redirect_stdout(io.StringIO()):
+        create_panoptic.convert2panoptic(str(dataset / "gtFine"), str(dataset / "gtFine"), setNames=["val"])
+    out = tmp_path / "out"
+    overrides = [f"-p={k}={v}" for k, v in OVERRIDES.items()]
+    assert main(["replay", str(in_bag), "--out", str(out), "--format", "cityscapes", "--no-progress", *overrides]) == 0
+    metrics = json.loads((tmp_path / "out.report.json").read_text())["metrics"]
+    results = tmp_path / "out.cityscapes"
+    assert sorted(p.name for p in (results / "semantic").iterdir()) == [
+        f"synth_000000_00000{i}_pred_labelIds.png" for i in range(3)
+    ]
+    px = run_official("evalPixelLevelSemanticLabeling", dataset, results / "semantic", tmp_path / "w_px")
+    assert same(px["averageScoreClasses"], metrics["semantic"]["mIoU"])
+    assert same(px["averageScoreInstClasses"], metrics["semantic"]["miIoU"])
+    inst = run_official("evalInstanceLevelSemanticLabeling", dataset, results / "instance", tmp_path / "w_in")
+    assert same(inst["averages"]["allAp"], metrics["instance"]["cityscapes"]["AP"])
+    assert same(inst["averages"]["allAp50%"], metrics["instance"]["cityscapes"]["AP50"])
+    pq = run_official("evalPanopticSemanticLabeling", dataset, results / "panoptic", tmp_path / "w_pq")
+    for k in ("pq", "sq", "rq"):
+        assert same(pq["All"][k], metrics["panoptic"]["All"][k]), k
+    assert (
+        metrics["semantic"]["mIoU"] > 0.15
+        and sum(len(p.read_text().splitlines()) for p in (results / "instance").glob("*.txt")) > 0
+    )
+
+
+def test_replay_refuses_a_result_city_the_stems_cannot_hold(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="--city must be a name without '_'"):
+        ReplayOptions(results=str(tmp_path / "r"), city="my_city")
+    assert main(["replay", "in", "--out", str(tmp_path / "o"), "--results", str(tmp_path / "r")]) == 2

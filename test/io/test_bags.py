@@ -70,8 +70,13 @@ def test_synth_command_writes_cityscapes_layout_and_bag(tmp_path: Path) -> None:
 
 
 def test_synth_command_rejects_bad_arguments_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    assert main(["synth", "--out", str(tmp_path), "--frames", "0"]) == 2
-    assert capsys.readouterr().err.strip() == "seg-perception: error: --frames must be positive, got 0"
+    with pytest.raises(SystemExit) as stop:  # refused by the parser, as every bad number is
+        main(["synth", "--out", str(tmp_path), "--frames", "0"])
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.strip() == (
+        "seg-perception synth: error: argument --frames: must be an integer > 0, got '0' "
+        "(see seg-perception synth --help)"
+    )
 
 
 @pytest.mark.slow

@@ -2,9 +2,11 @@
 install tree, then `source install/setup.bash` and run the installed node executable with its
 installed defaults (shipped weights resolved from install/share) against frames sent over DDS.
 
-colcon comes from the venv (requirements-dev.txt). Builds run with a clean environment apart
-from the venv on PATH; the node runs from a cwd outside the checkout, so everything it imports
-and reads must come from install/."""
+Two environments, each on its own PATH and nothing else from the test process: this test
+run's venv (colcon from requirements-dev.txt), and (in the Jazzy pass) a fresh one holding only
+what the ROS distribution's install provides plus `pip install -r requirements-ros.txt`, as the README says
+(test/package/ros_install.py). The node runs from a cwd outside the checkout, so everything it
+imports and reads must come from install/ or that environment."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import shlex
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -27,6 +30,8 @@ from seg_perception.config.records import SemanticModelConfig, node_defaults
 from seg_perception.io.image import decode_image
 from seg_perception.pipeline.semantic import SemanticSegmenter
 from seg_perception.ros.tools.harness import GraphClient, NodeProcess
+from seg_perception.ros.transport import profile_env
+from test.package import ros_install
 from test.ros.helpers import publish_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.ros]
@@ -50,43 +55,68 @@ def console_scripts() -> list[str]:
     return re.findall(r'"([\w-]+) = seg_perception\.[\w.]+:\w+"', (ROOT / "setup.py").read_text())
 
 
-def clean_env(home: Path) -> dict[str, str]:
-    """Nothing from the test process but the venv on PATH; no user colcon defaults/mixins."""
-    return {
-        "PATH": os.pathsep.join([str(VENV_BIN), "/usr/bin", "/bin"]),
-        "HOME": str(home),
-        "COLCON_HOME": str(home / ".colcon"),
-        "LANG": "C.UTF-8",
-    }
+@dataclass(frozen=True)
+class Workspace:
+    """A built colcon workspace and the environment (its bin directory) it was built in."""
+
+    root: Path
+    bin_dir: Path
+
+    @property
+    def install(self) -> Path:
+        return self.root / "install" / PKG
+
+    def env(self) -> dict[str, str]:
+        """Nothing from the test process but the environment on PATH; no user colcon defaults."""
+        return ros_install.clean_env(self.root / "home", [self.bin_dir])
 
 
-def sourced(ws: Path, command: str) -> list[str]:
+def sourced(ws: Workspace, command: str) -> list[str]:
     """bash command line that sources install/setup.bash first, as a ROS user's shell would."""
-    return ["bash", "-c", f'source "{ws}/install/setup.bash" && {command}']
+    return ["bash", "-c", f'source "{ws.root}/install/setup.bash" && {command}']
 
 
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-@pytest.fixture(scope="module")
-def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A colcon workspace whose src/ links to this checkout, built once for the module."""
-    colcon = VENV_BIN / "colcon"
+# The fresh install costs minutes (torch alone is 5 GB): made once per `make test`, on Jazzy, the
+# LTS a ROS user most likely has; the Kilted pass builds from its venv only.
+ENVIRONMENTS = ["test-venv", "fresh-ros-install"] if ros_install.running_distro().name == "jazzy" else ["test-venv"]
+
+
+@pytest.fixture(scope="module", params=ENVIRONMENTS)
+def workspace(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Workspace:
+    """A colcon workspace whose src/ links to this checkout, built once per environment."""
+    root = tmp_path_factory.mktemp("colcon_ws")
+    (root / "src").mkdir()
+    (root / "src" / PKG).symlink_to(ROOT, target_is_directory=True)
+    (root / "home").mkdir()
+    if request.param == "test-venv":
+        bin_dir = VENV_BIN
+    else:
+        bin_dir = ros_install.fresh_ros_env(tmp_path_factory.mktemp("ros_env"), root / "home")
+    ws = Workspace(root, bin_dir)
+    colcon = bin_dir / "colcon"
     assert colcon.is_file(), f"{colcon} missing: install requirements-dev.txt (make setup)"
-    ws = tmp_path_factory.mktemp("colcon_ws")
-    (ws / "src").mkdir()
-    (ws / "src" / PKG).symlink_to(ROOT, target_is_directory=True)
-    home = ws / "home"
-    home.mkdir()
     # colcon must not write into the checkout (build/ install/ log/ or an egg-info beside setup.py).
     watched = [ROOT / name for name in ("build", "install", "log", f"{PKG}.egg-info")]
     existed = {p: p.exists() for p in watched}
     start = time.monotonic()
     result = subprocess.run(
-        [str(colcon), "build", "--base-paths", str(ROOT), "--event-handlers", "console_cohesion+"],
-        cwd=ws,
-        env=clean_env(home),
+        # As the README writes it: the environment's Python runs colcon, so the executables use it.
+        [
+            str(bin_dir / "python"),
+            "-m",
+            "colcon",
+            "build",
+            "--base-paths",
+            str(ROOT),
+            "--event-handlers",
+            "console_cohesion+",
+        ],
+        cwd=root,
+        env=ws.env(),
         capture_output=True,
         text=True,
         timeout=300,
@@ -100,8 +130,8 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return ws
 
 
-def test_colcon_build_installs_executables_data_and_ament_index(workspace: Path) -> None:
-    prefix = workspace / "install" / PKG
+def test_colcon_build_installs_executables_data_and_ament_index(workspace: Workspace) -> None:
+    prefix = workspace.install
     share = prefix / "share" / PKG
 
     # Node executables where `ros2 run seg_perception <name>` looks (setup.cfg install_scripts).
@@ -112,7 +142,7 @@ def test_colcon_build_installs_executables_data_and_ament_index(workspace: Path)
     for name in declared:
         exe = lib / name
         assert exe.is_file() and os.access(exe, os.X_OK), f"{exe} missing or not executable"
-        assert exe.read_text().startswith(f"#!{VENV_BIN}/python"), exe.read_text()[:200]
+        assert exe.read_text().startswith(f"#!{workspace.bin_dir}/python"), exe.read_text()[:200]
 
     # The ament index marker (ros2 pkg list / get_package_share_directory) and package.xml.
     assert (prefix / "share" / "ament_index" / "resource_index" / "packages" / PKG).is_file()
@@ -137,10 +167,10 @@ def test_colcon_build_installs_executables_data_and_ament_index(workspace: Path)
     # The library itself, under the install prefix's site-packages.
     site = prefix / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
     assert (site / PKG / "ros" / "semantic_node.py").is_file()
-    assert (workspace / "install" / "setup.bash").is_file()
+    assert (workspace.root / "install" / "setup.bash").is_file()
 
 
-def test_sourced_install_imports_the_installed_package(workspace: Path, tmp_path: Path) -> None:
+def test_sourced_install_imports_the_installed_package(workspace: Workspace, tmp_path: Path) -> None:
     """After `source install/setup.bash`, Python finds seg_perception, its data and its ament
     index entry in install/, not in the checkout."""
     code = (
@@ -157,25 +187,25 @@ def test_sourced_install_imports_the_installed_package(workspace: Path, tmp_path
     result = subprocess.run(
         sourced(workspace, f"exec python -c {shlex.quote(code)}"),
         cwd=tmp_path,
-        env=clean_env(workspace / "home"),
+        env=workspace.env(),
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     prefix_, module, share, indexed, checkpoint = result.stdout.split()
-    install = workspace / "install" / PKG
-    assert Path(prefix_) == VENV_BIN.parent
+    install = workspace.install
+    assert Path(prefix_) == workspace.bin_dir.parent
     assert Path(module).is_relative_to(install), module
     assert Path(share) == Path(indexed) == install / "share" / PKG
     assert Path(checkpoint) == install / "share" / PKG / SHIPPED_WEIGHTS
 
 
-def installed_node(workspace: Path, cwd: Path, extra_env: dict[str, str]) -> NodeProcess:
+def installed_node(workspace: Workspace, cwd: Path, extra_env: dict[str, str]) -> NodeProcess:
     """The installed executable, started from a sourced shell that execs it (so SIGINT reaches it)."""
-    exe = workspace / "install" / PKG / "lib" / PKG / "semantic_segmentation_node"
+    exe = workspace.install / "lib" / PKG / "semantic_segmentation_node"
     return NodeProcess.from_command(
-        sourced(workspace, f'exec "{exe}" --ros-args -r __ns:={NS}'), clean_env(workspace / "home") | extra_env, cwd
+        sourced(workspace, f'exec "{exe}" --ros-args -r __ns:={NS}'), workspace.env() | extra_env, cwd
     )
 
 
@@ -199,11 +229,11 @@ def node_status(client: GraphClient) -> dict[str, str]:
     return {}
 
 
-def test_installed_node_runs_on_installed_defaults_over_dds(workspace: Path, tmp_path: Path) -> None:
-    install = workspace / "install" / PKG
+def test_installed_node_runs_on_installed_defaults_over_dds(workspace: Workspace, tmp_path: Path) -> None:
+    install = workspace.install
     share = install / "share" / PKG
     ros_env = {k: os.environ[k] for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE", "RMW_IMPLEMENTATION")}
-    ros_env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(share / "config" / "fastdds_large_images.xml")
+    ros_env.update(profile_env(share / "config" / "fastdds_large_images.xml"))
     # What the node must compute: the same shipped weights and installed defaults, run offline.
     offline = SemanticSegmenter.from_config(SemanticModelConfig.from_params(node_defaults("semantic")))
 

@@ -14,8 +14,35 @@ from lifecycle_msgs.srv import ChangeState, GetState
 from sensor_msgs.msg import Image
 
 from seg_perception.ros.tools.harness import GraphClient, find_message, status_values
+from seg_perception.synthetic.frames import generate_frame
 
 CHANNELS = {"rgb8": 3, "bgr8": 3, "mono8": 1, "rgba8": 4, "bgra8": 4, "yuv422_yuy2": 2, "bayer_rggb8": 1}
+
+
+# Untrained Mask R-CNN scores every class near 1/9 and every mask pixel near 0.5: low thresholds
+# give real detections with pixels, so comparisons with the offline core are not between empty maps.
+UNTRAINED_INSTANCE = {
+    "checkpoint": "",
+    "input_height": 128,
+    "input_width": 256,
+    "device": "cpu",
+    "score_threshold": 0.05,
+    "mask_threshold": 0.3,
+    "max_instances": 12,
+}
+
+
+def road_scene(width: int, height: int, seed: int = 0) -> Image:
+    """A generated road scene (rgb8): cars and people for the instance model to find."""
+    frame = generate_frame(seed, 1, width, height, "day")
+    msg = Image(height=height, width=width, encoding="rgb8", is_bigendian=0, step=width * 3)
+    msg.data = frame.image.tobytes()
+    return msg
+
+
+def decode_mono16(msg: Image) -> np.ndarray:
+    assert msg.encoding == "mono16" and msg.is_bigendian == 0
+    return np.frombuffer(bytes(msg.data), "<u2").reshape(msg.height, msg.step // 2)[:, : msg.width]
 
 
 def make_image(encoding: str, width: int, height: int, step_pad: int = 0, seed: int = 0) -> Image:

@@ -18,6 +18,7 @@ from sensor_msgs.msg import Image
 from seg_perception.config.records import node_defaults
 from seg_perception.ros.tools.harness import GraphClient, NodeProcess, node_command, node_env
 from seg_perception.ros.tools.stock_camera import stock_camera_command, stock_environment
+from seg_perception.ros.transport import profile_env
 
 from .helpers import Lifecycle, newest_status, wait_status
 
@@ -96,7 +97,7 @@ def test_frames_lost_as_best_effort_fragments_are_named_as_the_cause(tmp_path: P
     )
     ns = "/diag_lost"
     with (
-        graph(SEMANTIC, ns, small("semantic"), {"FASTDDS_DEFAULT_PROFILES_FILE": str(stock_profile)}) as (node, client),
+        graph(SEMANTIC, ns, small("semantic"), profile_env(stock_profile)) as (node, client),
         camera(f"{ns}/image", qos="sensor_data", width=1920, height=1080),
     ):
         status = wait_status(

@@ -16,35 +16,18 @@ from seg_perception.pipeline.factory import instance_from_config
 from seg_perception.pipeline.panoptic import fuse_panoptic
 from seg_perception.pipeline.semantic import SemanticSegmenter
 from seg_perception.ros.tools.harness import GraphClient, NodeProcess, find_message
-from seg_perception.synthetic.frames import generate_frame
 
-from .helpers import latest_diagnostics, make_image, publish_until, stamped
+from .helpers import (
+    UNTRAINED_INSTANCE,
+    decode_mono16,
+    latest_diagnostics,
+    make_image,
+    publish_until,
+    road_scene,
+    stamped,
+)
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
-
-# Untrained Mask R-CNN scores every class near 1/9 and every mask pixel near 0.5: low thresholds
-# give real detections with pixels, so the comparisons below are not between empty maps.
-INSTANCE = {
-    "checkpoint": "",
-    "input_height": 128,
-    "input_width": 256,
-    "device": "cpu",
-    "score_threshold": 0.05,
-    "mask_threshold": 0.3,
-    "max_instances": 12,
-}
-
-
-def scene(width: int, height: int, seed: int = 0) -> Image:
-    frame = generate_frame(seed, 1, width, height, "day")
-    msg = Image(height=height, width=width, encoding="rgb8", is_bigendian=0, step=width * 3)
-    msg.data = frame.image.tobytes()
-    return msg
-
-
-def decode_mono16(msg: Image) -> np.ndarray:
-    assert msg.encoding == "mono16" and msg.is_bigendian == 0
-    return np.frombuffer(bytes(msg.data), "<u2").reshape(msg.height, msg.step // 2)[:, : msg.width]
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +37,7 @@ def perception(small_semantic_params: dict):
         for k, v in small_semantic_params.items()
         if k in section(node_defaults("perception"), "semantic")
     }
-    params.update({f"instance.{k}": v for k, v in INSTANCE.items()})
+    params.update({f"instance.{k}": v for k, v in UNTRAINED_INSTANCE.items()})
     params["diagnostics_period"] = 0.5
     ns = "/perc"
     node = NodeProcess("seg_perception.ros.perception_node", ns, params)
@@ -71,7 +54,7 @@ def perception(small_semantic_params: dict):
             **{k: v for k, v in small_semantic_params.items() if k in section(defaults, "semantic")},
         }
     )
-    inst_cfg = InstanceModelConfig.from_params({**section(defaults, "instance"), **INSTANCE})
+    inst_cfg = InstanceModelConfig.from_params({**section(defaults, "instance"), **UNTRAINED_INSTANCE})
     cores = SemanticSegmenter.from_config(sem_cfg), instance_from_config(inst_cfg)
     yield client, pub, node, ns, cores
     client.close()
@@ -81,12 +64,19 @@ def perception(small_semantic_params: dict):
 @pytest.mark.parametrize(("width", "height"), [(512, 256), (333, 250)])
 def test_perception_node_maps_equal_the_offline_cores(perception, width: int, height: int) -> None:
     client, pub, node, ns, (semantic, instance) = perception
-    msg = stamped(scene(width, height), client, "front")
+    msg = stamped(road_scene(width, height), client, "front")
     out = publish_until(client, pub, msg, f"{ns}/panoptic/panoptic_map", timeout=90)
     assert out is not None, node.output[-3000:]
+    # Three topics, three DDS writers: the panoptic map can arrive before the other two.
+    assert client.wait_for(
+        lambda: all(
+            find_message(client.messages(f"{ns}/{topic}"), msg.header.stamp) is not None
+            for topic in ("instance/instance_map", "semantic/class_map")
+        ),
+        10,
+    )
     inst_msg = find_message(client.messages(f"{ns}/instance/instance_map"), msg.header.stamp)
     sem_msg = find_message(client.messages(f"{ns}/semantic/class_map"), msg.header.stamp)
-    assert inst_msg is not None and sem_msg is not None
     for m in (out, inst_msg, sem_msg):
         assert m.header == msg.header and (m.height, m.width) == (height, width)
     image = decode_image(msg)
@@ -104,7 +94,7 @@ def test_perception_node_maps_equal_the_offline_cores(perception, width: int, he
 
 def test_perception_node_renders_no_overlay_without_subscribers(perception) -> None:
     client, pub, _, ns, _ = perception
-    msg = stamped(scene(320, 160, seed=5), client, "front")
+    msg = stamped(road_scene(320, 160, seed=5), client, "front")
     assert publish_until(client, pub, msg, f"{ns}/panoptic/panoptic_map", timeout=90) is not None
     assert client.wait_for(lambda: int(latest_diagnostics(client, ns).get("frames_processed", 0)) > 0, 5)
     diag = latest_diagnostics(client, ns)
@@ -117,7 +107,9 @@ def test_perception_node_renders_no_overlay_without_subscribers(perception) -> N
 
 def test_instance_node_publishes_instance_map_and_survives_bad_input(small_semantic_params: dict) -> None:
     ns = "/inst"
-    node = NodeProcess("seg_perception.ros.instance_node", ns, {**INSTANCE, "compressed_topic": "image/compressed"})
+    node = NodeProcess(
+        "seg_perception.ros.instance_node", ns, {**UNTRAINED_INSTANCE, "compressed_topic": "image/compressed"}
+    )
     client = GraphClient("instance_client")
     try:
         client.subscribe(Image, f"{ns}/instance/instance_map")
@@ -132,10 +124,10 @@ def test_instance_node_publishes_instance_map_and_survives_bad_input(small_seman
         short.data = bytes(short.data)[:100]
         pub.publish(short)
         time.sleep(0.5)
-        msg = stamped(scene(400, 200, seed=2), client, "front")
+        msg = stamped(road_scene(400, 200, seed=2), client, "front")
         out = publish_until(client, pub, msg, f"{ns}/instance/instance_map", timeout=90)
         assert out is not None, node.output[-3000:]
-        cfg = InstanceModelConfig.from_params({**node_defaults("instance"), **INSTANCE})
+        cfg = InstanceModelConfig.from_params({**node_defaults("instance"), **UNTRAINED_INSTANCE})
         expected = instance_from_config(cfg).segment([decode_image(msg)])[0]
         assert np.array_equal(decode_mono16(out), expected.instance_map)
         assert client.wait_for(lambda: find_message(client.messages(f"{ns}/instance/overlay"), msg.header.stamp), 30)
@@ -162,7 +154,7 @@ def test_perception_node_serves_two_cameras_in_one_batch_and_draws_the_panoptic_
         for k, v in small_semantic_params.items()
         if k in section(node_defaults("perception"), "semantic")
     }
-    params.update({f"instance.{k}": v for k, v in INSTANCE.items()})
+    params.update({f"instance.{k}": v for k, v in UNTRAINED_INSTANCE.items()})
     params.update(cameras="[left, right]", batch_timeout_ms=2000, diagnostics_period=0.5)
     ns = "/stereo"
     node = NodeProcess("seg_perception.ros.perception_node", ns, params)
@@ -175,8 +167,8 @@ def test_perception_node_serves_two_cameras_in_one_batch_and_draws_the_panoptic_
         pubs = {cam: client.publisher(Image, f"{ns}/{cam}/image") for cam in ("left", "right")}
         assert client.wait_for(lambda: all(p.get_subscription_count() > 0 for p in pubs.values()), 90), node.output
         msgs = {
-            "left": stamped(scene(480, 240, seed=2), client, "left_optical"),
-            "right": stamped(scene(320, 200, seed=3), client, "right_optical"),
+            "left": stamped(road_scene(480, 240, seed=2), client, "left_optical"),
+            "right": stamped(road_scene(320, 200, seed=3), client, "right_optical"),
         }
 
         def both_back() -> bool:

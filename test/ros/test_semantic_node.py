@@ -11,12 +11,17 @@ import time
 import cv2
 import numpy as np
 import pytest
+import torch
 from diagnostic_msgs.msg import DiagnosticArray
 from sensor_msgs.msg import CompressedImage, Image
 
 from seg_perception.config.records import SemanticModelConfig
 from seg_perception.io.compressed import decode_compressed
 from seg_perception.io.image import decode_image
+from seg_perception.labels import load_label_set
+from seg_perception.models.semantic import SemanticHead, build_semantic_model
+from seg_perception.pipeline.postprocess import upsample_nearest
+from seg_perception.pipeline.preprocess import resize_batch
 from seg_perception.pipeline.semantic import SemanticSegmenter
 from seg_perception.ros.tools.harness import GraphClient, NodeProcess, find_message, node_command, node_env
 
@@ -30,6 +35,30 @@ NS = "/cam_test"
 @pytest.fixture(scope="module")
 def offline_core(small_semantic_params: dict) -> SemanticSegmenter:
     return SemanticSegmenter.from_config(SemanticModelConfig.from_params(small_semantic_params))
+
+
+@pytest.fixture(scope="module")
+def offline_logits(small_semantic_params: dict) -> SemanticHead:
+    """The same checkpoint, for the scores behind the class map."""
+    config = SemanticModelConfig.from_params(small_semantic_params)
+    model, _ = build_semantic_model(config.model, load_label_set(config.labels).num_classes, config.checkpoint)
+    return SemanticHead(model).eval()
+
+
+# Top-2 score gap below which two processes may rank classes differently: float32 sums in
+# another order (another thread count, another kernel) move these scores by ~1e-8. The test
+# checkpoint's scores are small (median gap ~7e-4), so a few pixels sit on such ties.
+TIE = 1e-6
+
+
+def near_ties(head: SemanticHead, msg: Image, input_size: tuple[int, int]) -> np.ndarray:
+    """Pixels of the frame whose class the offline scores cannot decide (gap below TIE)."""
+    image = decode_image(msg)
+    with torch.inference_mode():
+        scores = head.logits(torch.from_numpy(resize_batch([image], input_size)))[0]
+    top2 = scores.topk(2, dim=0).values
+    ties = ((top2[0] - top2[1]) < TIE).numpy().astype(np.uint8)
+    return upsample_nearest(ties, (image.height, image.width)).astype(bool)
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +92,7 @@ CASES = [
 
 
 @pytest.mark.parametrize(("encoding", "width", "height", "pad"), CASES)
-def test_node_class_map_equals_offline_core(graph, offline_core, encoding, width, height, pad) -> None:
+def test_node_class_map_equals_offline_core(graph, offline_core, offline_logits, encoding, width, height, pad) -> None:
     client, pub, _, _ = graph
     msg = stamped(make_image(encoding, width, height, pad, seed=width), client, f"cam_{encoding}")
     out = publish_until(client, pub, msg, f"{NS}/semantic/class_map")
@@ -72,7 +101,11 @@ def test_node_class_map_equals_offline_core(graph, offline_core, encoding, width
     assert (out.height, out.width, out.encoding) == (height, width, "mono8")
     published = np.frombuffer(bytes(out.data), np.uint8).reshape(out.height, out.step)[:, :width]
     expected = offline_core.segment([decode_image(msg)])[0].class_map
-    assert np.array_equal(published, expected), f"{(published != expected).mean():.3%} of the pixels differ"
+    differ = published != expected
+    # Equal wherever the offline scores decide the class; at float ties either class is right.
+    decided = differ & ~near_ties(offline_logits, msg, offline_core.input_size)
+    assert not decided.any(), f"{decided.mean():.3%} of the pixels differ where the scores are decisive"
+    assert differ.mean() < 0.001, f"{differ.mean():.3%} of the pixels differ (at score ties)"
     assert len(np.unique(expected)) > 1  # a meaningful comparison, not two blank maps
 
 

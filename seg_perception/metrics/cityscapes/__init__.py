@@ -9,9 +9,11 @@ over pixels), each replicating one official script line by line in its arithmeti
 * ``panoptic.PanopticEvaluator`` - ``evalPanopticSemanticLabeling``: PQ, SQ, RQ.
 
 ``files`` reads our PNGs and instance scores and writes the official input formats, so that the
-official scripts can be run on our outputs; ``common`` holds the label-id tables all of them
-use. Import from these modules (``seg_perception.metrics.cityscapes.semantic`` etc.); this
-package re-exports nothing.
+official scripts can be run on our outputs; ``results`` finds, reads and writes result files in
+the official conventions (label-id PNGs, instance txt lists, COCO panoptic json + PNG folder)
+and ``results_eval`` scores them (``seg-perception eval`` on such a folder); ``common`` holds
+the label-id tables all of them use. Import from these modules
+(``seg_perception.metrics.cityscapes.semantic`` etc.); this package re-exports nothing.
 
 Official quirks kept (so that numbers match) and documented here:
 

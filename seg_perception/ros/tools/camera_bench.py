@@ -35,7 +35,7 @@ from seg_perception.pipeline.semantic import SemanticSegmenter
 from seg_perception.resources import config_path, resolve
 from seg_perception.ros.tools import stock_camera, tutorial_node
 from seg_perception.ros.tools.harness import GraphClient, NodeProcess, node_command, node_env, status_values
-from seg_perception.ros.transport import receive_buffer_limit
+from seg_perception.ros.transport import profile_env, receive_buffer_limit
 
 SEMANTIC_NODE = "seg_perception.ros.semantic_node"
 CAMERA_QOS = {"default": "default", "sensor_data": "sensor_data", "tuned": "default"}
@@ -128,7 +128,7 @@ def run_camera_case(
             raise RuntimeError(f"{case.node} node did not subscribe {image}:\n{node.output[-3000:]}")
         camera_env = dict(env)
         if case.camera == "tuned":
-            camera_env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(config_path("fastdds_large_images.xml"))
+            camera_env.update(profile_env(config_path("fastdds_large_images.xml")))
         camera = NodeProcess.from_command(
             stock_camera.stock_camera_command(
                 topic=image,
