@@ -265,7 +265,7 @@ def _process(
         if joiner is not None:
             _add_predictions(joiner, cam.namespace, bags.stamp_ns(msg.header), result)
         if result_files is not None:
-            _write_results(result_files, f"{options.city}_{cam.seq:06d}_{cam.read - 1:06d}", result, core)
+            result_files.write_result(f"{options.city}_{cam.seq:06d}_{cam.read - 1:06d}", result)
     per_frame_ms = (time.perf_counter() - started) * 1e3 / len(batch)
     report.latencies_ms += [per_frame_ms] * len(batch)
     report.frames += len(batch)
@@ -326,19 +326,6 @@ def _write_outputs(
     if options.overlays:
         for model, overlay in core.overlays(image, result, options.overlay_alpha).items():
             put(OVERLAYS[model], img(overlay, "rgb8"))
-
-
-def _write_results(results: ResultsWriter, stem: str, result: FrameResult, core: PerceptionCore) -> None:
-    """One frame in the official conventions: class map as label ids, instance map with its
-    scores, panoptic map (see :class:`~seg_perception.metrics.cityscapes.results.ResultsWriter`)."""
-    sem, inst = result.semantic, result.instance
-    results.write(
-        stem,
-        label_ids=core.labels.train_to_label_id()[sem.class_map] if sem is not None else None,
-        instance_map=inst.instance_map if inst is not None else None,
-        scores={r.value: r.score for r in inst.instances} if inst is not None else None,
-        panoptic=result.panoptic,
-    )
 
 
 def _expected_kinds(core: PerceptionCore) -> tuple[str, ...]:

@@ -40,7 +40,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from seg_perception.errors import ConfigError
-from seg_perception.metrics.cityscapes.files import parse_scores, read_png
+from seg_perception.metrics.cityscapes.files import GT_INSTANCE_SUFFIX, GT_SUFFIX, files_by_stem, parse_scores, read_png
 from seg_perception.metrics.cityscapes.instance import InstanceEvaluator
 from seg_perception.metrics.cityscapes.panoptic import PanopticEvaluator
 from seg_perception.metrics.cityscapes.semantic import SemanticEvaluator
@@ -48,24 +48,12 @@ from seg_perception.metrics.coco import coco_ground_truth, coco_mask_ap, coco_pr
 
 __all__ = ["evaluate_paths", "format_report", "main_eval"]
 
-_GT_SUFFIX = "_gtFine_labelIds.png"
-_GT_INST_SUFFIX = "_gtFine_instanceIds.png"
 _KINDS = {
     "classes": "_classes.png",
     "instances": "_instances.png",
     "scores": "_instances.json",
     "panoptic": "_panoptic.png",
 }
-
-
-def _find(root: Path, suffix: str, what: str) -> dict[str, Path]:
-    found: dict[str, Path] = {}
-    for p in sorted(root.rglob(f"*{suffix}")):
-        stem = p.name[: -len(suffix)]
-        if stem in found:
-            raise ConfigError(f"two {what} files for {stem}: {found[stem]} and {p}")
-        found[stem] = p
-    return found
 
 
 def _load_scores(path: Path) -> dict[int, float]:
@@ -106,23 +94,23 @@ def evaluate_paths(
         raise ConfigError(f"ground-truth folder {gt} does not exist")
     if not pred.is_dir():
         raise ConfigError(f"prediction folder {pred} does not exist")
-    gts = _find(gt, _GT_SUFFIX, "ground-truth labelIds")
+    gts = files_by_stem(gt, GT_SUFFIX, "ground-truth labelIds")
     if not gts:
-        raise ConfigError(f"no *{_GT_SUFFIX} below {gt}")
+        raise ConfigError(f"no *{GT_SUFFIX} below {gt}")
     stems = sorted(gts)
     gt_inst = {}
     for s in stems:
-        p = gts[s].with_name(s + _GT_INST_SUFFIX)
+        p = gts[s].with_name(s + GT_INSTANCE_SUFFIX)
         if not p.is_file():
             raise ConfigError(f"ground truth {s} has no {p.name} beside {gts[s].name}")
         gt_inst[s] = p
-    preds = {k: _find(pred, suf, f"*{suf}") for k, suf in _KINDS.items()}
+    preds = {k: files_by_stem(pred, suf, f"*{suf}") for k, suf in _KINDS.items()}
     if not any(preds[k] for k in ("classes", "instances", "panoptic")):
         raise ConfigError(f"no predictions (*_classes.png, *_instances.png, *_panoptic.png) below {pred}")
     for kind, files in preds.items():
         extra = sorted(set(files) - set(gts))
         if extra:
-            raise ConfigError(f"prediction {files[extra[0]]} has no ground truth {extra[0]}{_GT_SUFFIX} below {gt}")
+            raise ConfigError(f"prediction {files[extra[0]]} has no ground truth {extra[0]}{GT_SUFFIX} below {gt}")
         if files:
             missing = [s for s in stems if s not in files]
             if missing:

@@ -231,7 +231,7 @@ def open_engine_backend(config: SemanticModelConfig, plan: EnginePlan) -> Semant
     from seg_perception.inference.tensorrt_backend import TensorRTSemanticBackend
 
     backend = TensorRTSemanticBackend(plan.engine, resolve_device(config.device), config.precision, onnx_path=plan.onnx)
-    backend.run(np.zeros((1, config.input_height, config.input_width, 3), np.uint8))
+    backend.warm_up()
     return backend
 
 

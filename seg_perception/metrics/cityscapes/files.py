@@ -34,6 +34,23 @@ ArrayOrPath: TypeAlias = npt.NDArray[np.integer[Any]] | str | Path
 InstanceScores: TypeAlias = Mapping[int, float] | Mapping[str, float] | Iterable[tuple[int, float]]
 
 
+# Ground truth of a Cityscapes layout (gtFine/<split>/<city>/<stem>_gtFine_*.png).
+GT_SUFFIX = "_gtFine_labelIds.png"
+GT_INSTANCE_SUFFIX = "_gtFine_instanceIds.png"
+
+
+def files_by_stem(root: Path, suffix: str, what: str) -> dict[str, Path]:
+    """``{stem: path}`` of the files named ``<stem><suffix>`` below ``root``, sorted by path;
+    ConfigError when two share a stem."""
+    found: dict[str, Path] = {}
+    for p in sorted(root.rglob(f"*{suffix}")):
+        stem = p.name[: -len(suffix)]
+        if stem in found:
+            raise ConfigError(f"two {what} files for {stem}: {found[stem]} and {p}")
+        found[stem] = p
+    return found
+
+
 def read_png(path: str | Path, what: str = "image") -> npt.NDArray[np.integer[Any]]:
     """Read a single-channel PNG unchanged (8 or 16 bit); ConfigError if missing or not 2-D."""
     p = Path(path)

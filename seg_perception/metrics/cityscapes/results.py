@@ -29,7 +29,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -44,6 +44,9 @@ from seg_perception.metrics.cityscapes.files import (
     write_instance_predictions,
 )
 from seg_perception.metrics.cityscapes.panoptic import pred_panoptic_segments
+
+if TYPE_CHECKING:
+    from seg_perception.pipeline.perception import FrameResult
 
 #: name of the semantic result of a frame written by :class:`ResultsWriter` / segment
 SEMANTIC_SUFFIX = "_pred_labelIds.png"
@@ -277,6 +280,20 @@ class ResultsWriter:
             info = [{"id": int(i), "category_id": int(c)} for i, c in zip(seg["id"], seg["category_id"])]
             self._panoptic.append({"image_id": stem, "file_name": png, "segments_info": info})
         self.frames += 1
+
+    def write_result(self, stem: str, result: FrameResult) -> None:
+        """One frame of the perception core (:class:`~seg_perception.pipeline.perception.FrameResult`):
+        its class map as label ids, its instance map with the scores, its panoptic map."""
+        if self.label_set is None:
+            raise ConfigError("ResultsWriter needs the label set to write class maps as label ids")
+        sem, inst = result.semantic, result.instance
+        self.write(
+            stem,
+            label_ids=self.label_set.train_to_label_id()[sem.class_map] if sem is not None else None,
+            instance_map=inst.instance_map if inst is not None else None,
+            scores={r.value: r.score for r in inst.instances} if inst is not None else None,
+            panoptic=result.panoptic,
+        )
 
     def close(self) -> None:
         """Write the panoptic json (when any frame had a panoptic map)."""

@@ -23,7 +23,13 @@ import numpy as np
 from seg_perception.errors import ConfigError
 from seg_perception.labels import LabelSet
 from seg_perception.metrics.cityscapes.common import label_tables
-from seg_perception.metrics.cityscapes.files import check_same_shape, read_png
+from seg_perception.metrics.cityscapes.files import (
+    GT_INSTANCE_SUFFIX,
+    GT_SUFFIX,
+    check_same_shape,
+    files_by_stem,
+    read_png,
+)
 from seg_perception.metrics.cityscapes.instance import InstanceEvaluator
 from seg_perception.metrics.cityscapes.panoptic import PanopticEvaluator, gt_panoptic_segments
 from seg_perception.metrics.cityscapes.results import (
@@ -35,8 +41,6 @@ from seg_perception.metrics.cityscapes.results import (
 )
 from seg_perception.metrics.cityscapes.semantic import SemanticEvaluator
 
-GT_SUFFIX = "_gtFine_labelIds.png"
-GT_INSTANCE_SUFFIX = "_gtFine_instanceIds.png"
 #: names of our own prediction files (``seg_perception.metrics.run``)
 OWN_SUFFIXES = ("_classes.png", "_instances.png", "_instances.json", "_panoptic.png")
 FORMATS = ("seg_perception", "cityscapes")
@@ -48,10 +52,7 @@ def ground_truth_files(gt: str | Path) -> dict[str, tuple[Path, Path]]:
     if not gt.is_dir():
         raise ConfigError(f"ground-truth folder {gt} does not exist")
     found: dict[str, tuple[Path, Path]] = {}
-    for p in sorted(gt.rglob(f"*{GT_SUFFIX}")):
-        stem = p.name[: -len(GT_SUFFIX)]
-        if stem in found:
-            raise ConfigError(f"two ground-truth labelIds files for {stem}: {found[stem][0]} and {p}")
+    for stem, p in files_by_stem(gt, GT_SUFFIX, "ground-truth labelIds").items():
         inst = p.with_name(stem + GT_INSTANCE_SUFFIX)
         if not inst.is_file():
             raise ConfigError(f"ground truth {stem} has no {inst.name} beside {p.name}")
