@@ -16,7 +16,7 @@ setup: $(STAMP)
 setup-jazzy: $(JAZZY_STAMP)
 
 # Re-runs only when a requirements file or the package metadata changed.
-$(STAMP): requirements.txt requirements-base.txt requirements-dev.txt requirements-accel.txt constraints.txt setup.py setup.cfg
+$(STAMP): requirements.txt requirements-base.txt requirements-fleet.txt requirements-dev.txt requirements-accel.txt constraints.txt setup.py setup.cfg
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q -r requirements.txt -r requirements-dev.txt -r requirements-accel.txt -c constraints.txt

@@ -36,6 +36,7 @@ from seg_perception.apps.commands import (
     cmd_synth,
     cmd_train,
 )
+from seg_perception.apps.fleet.command import add_fleet_commands
 
 if TYPE_CHECKING:
     _SubParsers = argparse._SubParsersAction[argparse.ArgumentParser]
@@ -275,6 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     add_engine_commands(sub)
+    add_fleet_commands(sub)
     return parser
 
 

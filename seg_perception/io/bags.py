@@ -160,20 +160,26 @@ def camera_connections(reader: Reader, topics: Sequence[str] = ()) -> list[Conne
                 raise BagError(f"topic {topic} is {conn.msgtype}; expected {' or '.join(IMAGE_TYPES)}")
             chosen.append(conn)
         return chosen
+    candidates = all_camera_connections(reader)
+    if len(candidates) > 1:
+        raise BagError(
+            f"several camera topics {sorted(c.topic for c in candidates)}: choose with --topic "
+            "(repeat it for several cameras)"
+        )
+    return candidates
+
+
+def all_camera_connections(reader: Reader) -> list[Connection]:
+    """Every camera topic of the bag: image topics that are not ground truth or an output;
+    BagError if there is none."""
     candidates = [
         c
         for c in reader.connections
         if c.msgtype in IMAGE_TYPES and not set(c.topic.split("/")) & set(_NOT_CAMERA_PARTS)
     ]
     if not candidates:
-        raise BagError(
-            f"no camera topic (sensor_msgs Image or CompressedImage) in the bag; topics: {sorted(by_topic) or 'none'}"
-        )
-    if len(candidates) > 1:
-        raise BagError(
-            f"several camera topics {sorted(c.topic for c in candidates)}: choose with --topic "
-            "(repeat it for several cameras)"
-        )
+        topics = sorted(c.topic for c in reader.connections)
+        raise BagError(f"no camera topic (sensor_msgs Image or CompressedImage) in the bag; topics: {topics or 'none'}")
     return candidates
 
 

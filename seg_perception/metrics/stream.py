@@ -2,7 +2,9 @@
 ``seg-perception eval`` on files, fed arrays, plus mIoU per scene condition.
 
 Nothing is kept per frame but what the official tools need at the end: confusion counts,
-instance records, COCO RLEs.
+instance records, COCO RLEs. Evaluators pickle and :meth:`StreamEvaluator.merge` combines them,
+so each recorded drive can be evaluated in a process of its own and the results joined after:
+merged in the order of the frames, the result equals (==) that of one evaluator fed them all.
 """
 
 from __future__ import annotations
@@ -12,12 +14,33 @@ from typing import Any
 
 import numpy as np
 
+from seg_perception.errors import ConfigError
 from seg_perception.labels import LabelSet
 from seg_perception.metrics.cityscapes.instance import InstanceEvaluator
 from seg_perception.metrics.cityscapes.panoptic import PanopticEvaluator
 from seg_perception.metrics.cityscapes.semantic import SemanticEvaluator
 from seg_perception.metrics.coco import coco_ground_truth, coco_mask_ap, coco_predictions
-from seg_perception.metrics.confusion import confusion_matrix, summarize
+from seg_perception.metrics.confusion import ConfusionMatrix, confusion_matrix, summarize
+
+#: version of the pickled state; a state of another version is refused, not misread
+STATE_VERSION = 1
+_STEM_PREFIX = "frame_"
+
+
+def frame_confusion(class_map_train_ids: np.ndarray, gt_label_ids: np.ndarray, labels: LabelSet) -> ConfusionMatrix:
+    """One frame's (n, n) int64 train-id confusion matrix (rows = ground truth, n =
+    ``labels.num_classes``), the one summed per condition: ground-truth pixels of labels
+    without a train id are skipped; ValueError if the class map has an id >= n elsewhere."""
+    return confusion_matrix(class_map_train_ids, labels.label_to_train_id()[gt_label_ids], labels.num_classes)
+
+
+def _stem(frame: int) -> str:
+    """COCO ``file_name`` of the 1-based ``frame``."""
+    return f"{_STEM_PREFIX}{frame:06d}"
+
+
+def _frame_of(stem: str) -> int:
+    return int(stem.removeprefix(_STEM_PREFIX))
 
 
 class StreamEvaluator:
@@ -28,7 +51,6 @@ class StreamEvaluator:
     def __init__(self, labels: LabelSet) -> None:
         self.labels = labels
         self._to_label = labels.train_to_label_id()
-        self._to_train = labels.label_to_train_id()
         self.frames = 0
         self._semantic: SemanticEvaluator | None = None
         self._instance: InstanceEvaluator | None = None
@@ -59,8 +81,7 @@ class StreamEvaluator:
                 self._semantic = SemanticEvaluator(self.labels)
             self._semantic.add(self._to_label[class_map], gt_label_ids, gt_instance_ids)
             if condition:
-                n = self.labels.num_classes
-                conf = confusion_matrix(class_map, self._to_train[gt_label_ids], n)
+                conf = frame_confusion(class_map, gt_label_ids, self.labels)
                 self._conditions[condition] = self._conditions.get(condition, 0) + conf
                 self._condition_frames[condition] = self._condition_frames.get(condition, 0) + 1
         if instance_map is not None and scores is not None:
@@ -75,7 +96,7 @@ class StreamEvaluator:
 
     def _add_coco(self, gt_instance_ids: np.ndarray, instance_map: np.ndarray, scores: Mapping[int, float]) -> None:
         """Encode this frame to COCO RLEs now and renumber into the running dataset."""
-        stem = f"frame_{self.frames:06d}"
+        stem = _stem(self.frames)
         gt = coco_ground_truth([(stem, gt_instance_ids)], self.labels)
         preds = coco_predictions(gt, [(stem, instance_map, dict(scores))], self.labels)
         image_id = len(self._coco_images) + 1
@@ -84,6 +105,59 @@ class StreamEvaluator:
         for ann in gt["annotations"]:
             self._coco_annotations.append({**ann, "id": len(self._coco_annotations) + 1, "image_id": image_id})
         self._coco_predictions.extend({**p, "image_id": image_id} for p in preds)
+
+    def merge(self, other: StreamEvaluator) -> None:
+        """Append ``other``'s frames after this evaluator's, as if each had been ``add``ed here
+        after our own; ``other`` is left as it is. Merged in the order of the frames, the
+        result equals that of one evaluator fed them all. In another order the counts are the
+        same but float sums (iIoU, SQ/PQ) can differ in the last bits and COCO AP where scores
+        tie (pycocotools ranks tied detections by image id). ConfigError if the label sets differ."""
+        if other.labels != self.labels:
+            raise ConfigError(f"cannot merge evaluators of label sets {self.labels.name!r} and {other.labels.name!r}")
+        if other._semantic is not None:
+            if self._semantic is None:
+                self._semantic = SemanticEvaluator(self.labels)
+            self._semantic.merge(other._semantic)
+        if other._instance is not None:
+            if self._instance is None:
+                self._instance = InstanceEvaluator(self.labels)
+            self._instance.merge(other._instance)
+        if other._panoptic is not None:
+            if self._panoptic is None:
+                self._panoptic = PanopticEvaluator(self.labels)
+            self._panoptic.merge(other._panoptic)
+        self._merge_coco(other)
+        for cond, conf in list(other._conditions.items()):
+            self._conditions[cond] = self._conditions.get(cond, 0) + conf
+            self._condition_frames[cond] = self._condition_frames.get(cond, 0) + other._condition_frames[cond]
+        self.frames += other.frames  # last: _merge_coco numbers other's frames after ours
+
+    def _merge_coco(self, other: StreamEvaluator) -> None:
+        """Renumber ``other``'s COCO records as ``_add_coco`` would have numbered them here."""
+        n_images, n_annotations = len(self._coco_images), len(self._coco_annotations)
+        # all built before any list grows, so that merging an evaluator into itself works
+        images = [
+            {**img, "id": img["id"] + n_images, "file_name": _stem(self.frames + _frame_of(img["file_name"]))}
+            for img in other._coco_images
+        ]
+        annotations = [
+            {**ann, "id": ann["id"] + n_annotations, "image_id": ann["image_id"] + n_images}
+            for ann in other._coco_annotations
+        ]
+        predictions = [{**p, "image_id": p["image_id"] + n_images} for p in other._coco_predictions]
+        self._coco_images += images
+        self._coco_annotations += annotations
+        self._coco_predictions += predictions
+        self._coco_categories = self._coco_categories or other._coco_categories
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "state_version": STATE_VERSION}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        version = state.pop("state_version", None)
+        if version != STATE_VERSION:
+            raise ConfigError(f"saved StreamEvaluator state has version {version}, this code reads {STATE_VERSION}")
+        self.__dict__.update(state)
 
     def result(self) -> dict[str, Any]:
         out: dict[str, Any] = {"frames": self.frames}

@@ -36,7 +36,19 @@ ROS_BASE = ["ros-rmw-fastrtps-cpp", "colcon-common-extensions"]
 # Imported only where installed: the accelerated backends (requirements-accel.txt), and
 # typing_extensions under TYPE_CHECKING.
 # `compression` is the standard library's from Python 3.14 (backports.zstd before).
-OPTIONAL_MODULES = {"onnx", "onnxruntime", "modelopt", "tensorrt", "tensorrt_rtx", "typing_extensions", "compression"}
+OPTIONAL_MODULES = {
+    "onnx",
+    "onnxruntime",
+    "modelopt",
+    "tensorrt",
+    "tensorrt_rtx",
+    "typing_extensions",
+    "compression",
+    # the fleet command's own extra, requirements-fleet.txt (its command says so when missing)
+    "ray",
+    "pyarrow",
+    "matplotlib",
+}
 # Pinned with each distribution for the tests only: the message generators that build
 # vision_msgs (test/ros/build_vision_msgs.py).
 GENERATORS = {
@@ -140,6 +152,8 @@ def fresh_ros_env(prefix: Path, home: Path) -> Path:
     python = Path(getattr(sys, "_base_executable", sys.executable))
     bin_dir = prefix / "bin"
     env = clean_env(home, [])
+    # A cache in a throwaway home would only double the 5 GB of torch on disk.
+    env["PIP_NO_CACHE_DIR"] = "1"
     steps = [
         [str(python), "-m", "venv", str(prefix)],
         [str(bin_dir / "pip"), "install", "-q", *distribution_wheels(exec_depends()), "-c", str(distro.constraints)],

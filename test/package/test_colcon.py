@@ -14,9 +14,11 @@ import hashlib
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,16 +88,25 @@ ENVIRONMENTS = ["test-venv", "fresh-ros-install"] if ros_install.running_distro(
 
 
 @pytest.fixture(scope="module", params=ENVIRONMENTS)
-def workspace(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Workspace:
-    """A colcon workspace whose src/ links to this checkout, built once per environment."""
+def workspace(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
+    """A colcon workspace whose src/ links to this checkout, built once per environment. The fresh
+    environment (about 7 GB) is removed afterwards: pytest keeps its last three base temps, and CI's
+    disk is shared with the two test venvs."""
     root = tmp_path_factory.mktemp("colcon_ws")
     (root / "src").mkdir()
     (root / "src" / PKG).symlink_to(ROOT, target_is_directory=True)
     (root / "home").mkdir()
-    if request.param == "test-venv":
-        bin_dir = VENV_BIN
-    else:
-        bin_dir = ros_install.fresh_ros_env(tmp_path_factory.mktemp("ros_env"), root / "home")
+    fresh = None if request.param == "test-venv" else tmp_path_factory.mktemp("ros_env")
+    try:
+        yield build_workspace(root, VENV_BIN if fresh is None else ros_install.fresh_ros_env(fresh, root / "home"))
+    finally:
+        if fresh is not None:
+            shutil.rmtree(fresh, ignore_errors=True)
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def build_workspace(root: Path, bin_dir: Path) -> Workspace:
+    """colcon build in `root` with the environment in `bin_dir`, checked to have finished cleanly."""
     ws = Workspace(root, bin_dir)
     colcon = bin_dir / "colcon"
     assert colcon.is_file(), f"{colcon} missing: install requirements-dev.txt (make setup)"

@@ -113,3 +113,27 @@ def sequential_sum(parts: list[FloatArray]) -> float:
         return 0.0
     a = np.concatenate(parts).astype(np.float64)
     return float(np.cumsum(a)[-1]) if a.size else 0.0
+
+
+#: version of the evaluators' pickled state; a state of another version is refused, not misread
+STATE_VERSION = 1
+
+
+class PickledWithoutTables:
+    """Evaluators pickle without their lookup tables (``t``, ~0.7 MB; fleet jobs ship one
+    evaluator per frame), which are rebuilt from ``label_set`` on loading."""
+
+    label_set: LabelSet | None
+    t: LabelTables
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = {k: v for k, v in self.__dict__.items() if k != "t"}
+        return {**state, "state_version": STATE_VERSION}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        version = state.pop("state_version", None)
+        if version != STATE_VERSION:
+            name = type(self).__name__
+            raise ConfigError(f"saved {name} state has version {version}, this code reads {STATE_VERSION}")
+        self.__dict__.update(state)
+        self.t = label_tables(self.label_set)

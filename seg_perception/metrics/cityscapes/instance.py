@@ -12,6 +12,9 @@ from our instance maps (``label_id * 1000 + k``) plus a score per value
 (:meth:`InstanceEvaluator.add_masks`).
 :func:`~seg_perception.metrics.cityscapes.files.write_instance_predictions` writes our maps in
 the official input format, so the official script can be run on our outputs.
+:meth:`InstanceEvaluator.merge` appends another evaluator's frames (per bag in separate
+processes, combined afterwards) with the same result; evaluators pickle without their lookup
+tables (rebuilt from the label set on loading).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import numpy.typing as npt
 
 from seg_perception.errors import ConfigError
 from seg_perception.labels import LabelSet
-from seg_perception.metrics.cityscapes.common import FloatArray, IntArray, label_tables
+from seg_perception.metrics.cityscapes.common import FloatArray, IntArray, PickledWithoutTables, label_tables
 from seg_perception.metrics.cityscapes.files import (
     ArrayOrPath,
     InstanceScores,
@@ -72,11 +75,12 @@ def _average_precision(y_true: FloatArray, y_score: FloatArray, hard_fns: int) -
     return float(np.dot(precision, steps))
 
 
-class InstanceEvaluator:
+class InstanceEvaluator(PickledWithoutTables):
     """Accumulates frames; :meth:`result` equals ``evalInstanceLevelSemanticLabeling``
     (``distanceAvailable = False``: min region size 100, no distance filter)."""
 
     def __init__(self, label_set: LabelSet | None = None) -> None:
+        self.label_set = label_set
         self.t = label_tables(label_set)
         self.frames = 0
         # ground-truth instances (all values whose label is an instance class)
@@ -239,6 +243,29 @@ class InstanceEvaluator:
         self._n_gt += gvals.size
         self._n_pred += labels.size
         self.frames += 1
+
+    def merge(self, other: InstanceEvaluator) -> None:
+        """Append ``other``'s frames after this evaluator's, as if they had been added here.
+        Its pairs index its own gt and prediction records, so they are shifted past ours.
+        ConfigError if the label sets differ."""
+        if other.t.all_labels != self.t.all_labels:
+            raise ConfigError("cannot merge instance evaluators of different label sets")
+        # shifted before our counts grow (and before our lists do, should other be self)
+        pair_p = [p + self._n_pred for p in other._pair_p]
+        pair_g = [g + self._n_gt for g in other._pair_g]
+        # the arrays are never written in place: sharing them with other is safe
+        self._gt_id += other._gt_id
+        self._gt_pc += other._gt_pc
+        self._p_lab += other._p_lab
+        self._p_conf += other._p_conf
+        self._p_pc += other._p_pc
+        self._p_void += other._p_void
+        self._pair_p += pair_p
+        self._pair_g += pair_g
+        self._pair_i += other._pair_i
+        self._n_gt += other._n_gt
+        self._n_pred += other._n_pred
+        self.frames += other.frames
 
     def ap_matrix(self) -> FloatArray:
         """(instance classes, overlaps) AP array: the official ``resultApMatrix[0]``."""

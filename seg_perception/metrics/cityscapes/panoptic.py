@@ -7,7 +7,9 @@ panoptic map (thing pixels ``label_id * 1000 + k``, other pixels the label id);
 :func:`~seg_perception.metrics.cityscapes.files.write_panoptic_json` writes either in the COCO
 panoptic json + PNG format the official script reads. IoU sums follow the official
 single-process order; the official script splits the images over ``cpu_count()`` processes,
-which can change the last bits of SQ/PQ.
+which can change the last bits of SQ/PQ. :meth:`PanopticEvaluator.merge` appends another
+evaluator's frames (per bag in separate processes, combined afterwards) keeping the
+single-process order; evaluators pickle without their lookup tables (rebuilt on loading).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from seg_perception.metrics.cityscapes.common import (
     VOID,
     FloatArray,
     IntArray,
+    PickledWithoutTables,
     Segments,
     label_tables,
     panoptic_categories,
@@ -94,7 +97,7 @@ def _index(ids: IntArray, v: IntArray) -> IntArray:
     return np.where(ids[i] == v, i, -1)
 
 
-class PanopticEvaluator:
+class PanopticEvaluator(PickledWithoutTables):
     """Accumulates frames; :meth:`result` equals ``evalPanopticSemanticLabeling``."""
 
     def __init__(self, label_set: LabelSet | None = None) -> None:
@@ -160,6 +163,20 @@ class PanopticEvaluator:
             frac = ign / parea
         np.add.at(self.fp, pcat[~p_matched & ~(frac > 0.5)], 1)
         self.frames += 1
+
+    def merge(self, other: PanopticEvaluator) -> None:
+        """Append ``other``'s frames after this evaluator's, as if they had been added here:
+        counts add, matched IoUs are appended per class, so the sequential IoU sums are those
+        of one evaluator fed all frames (merging in another order can change their last bits).
+        ConfigError if the label sets differ."""
+        if other.t.all_labels != self.t.all_labels:
+            raise ConfigError("cannot merge panoptic evaluators of different label sets")
+        self.tp += other.tp
+        self.fp += other.fp
+        self.fn += other.fn
+        for records, more in zip(self._iou, other._iou):
+            records.extend(more)  # the arrays are never written in place: sharing them is safe
+        self.frames += other.frames
 
     def result(self) -> dict[str, Any]:
         """``All`` / ``Things`` / ``Stuff`` {"pq", "sq", "rq", "n"} and ``per_class``

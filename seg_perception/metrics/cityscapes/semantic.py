@@ -11,7 +11,9 @@ predicted somewhere gets IoU 0 and pulls the mean down). iIoU weights every grou
 instance's TP and FN pixels by ``avgClassSize[class] / instance size`` (the constants of the
 official script, :data:`AVG_CLASS_SIZE`); only instance ids strictly greater than 1000 count.
 Means skip NaN entries. Float sums are accumulated in the official order, so results are
-bit-identical, not merely close.
+bit-identical, not merely close. :meth:`SemanticEvaluator.merge` appends another evaluator's
+frames (per bag in separate processes, combined afterwards) with the same bit-identical result;
+evaluators pickle without their lookup tables (rebuilt from the label set on loading).
 
 ``pixel_accuracy`` (correct / evaluated pixels) is *our* addition: the official script's
 ``evalPixelAccuracy`` option is off by default and its per-image fields are mislabelled
@@ -26,7 +28,13 @@ import numpy as np
 
 from seg_perception.errors import ConfigError
 from seg_perception.labels import LabelSet
-from seg_perception.metrics.cityscapes.common import FloatArray, IntArray, label_tables, sequential_sum
+from seg_perception.metrics.cityscapes.common import (
+    FloatArray,
+    IntArray,
+    PickledWithoutTables,
+    label_tables,
+    sequential_sum,
+)
 from seg_perception.metrics.cityscapes.files import ArrayOrPath, as_array, check_same_shape
 from seg_perception.metrics.confusion import (
     class_counts,
@@ -56,7 +64,7 @@ def _ratio(numerator: float, denominator: float) -> float:
     return float("nan") if denominator == 0 else float(numerator) / denominator
 
 
-class SemanticEvaluator:
+class SemanticEvaluator(PickledWithoutTables):
     """Accumulates frames; :meth:`result` equals ``evalPixelLevelSemanticLabeling``.
 
     ``add(pred, gt_label_ids, gt_instance_ids)``: ``pred`` is a label-id image (not train ids),
@@ -65,6 +73,7 @@ class SemanticEvaluator:
     """
 
     def __init__(self, label_set: LabelSet | None = None) -> None:
+        self.label_set = label_set
         self.t = label_tables(label_set)
         n = self.t.n
         self.conf: IntArray = np.zeros((n, n), np.int64)
@@ -145,6 +154,25 @@ class SemanticEvaluator:
             if m.size:
                 self._cat_tpw[ci].append(ctpw[m])
                 self._cat_fnw[ci].append(cfnw[m])
+
+    def merge(self, other: SemanticEvaluator) -> None:
+        """Append ``other``'s frames after this evaluator's, as if they had been added here:
+        counts add, the weighted instance lists are concatenated in frame order, so the
+        sequential iIoU sums are those of one evaluator fed all frames (merging in another
+        order can change their last bits). ConfigError if the label sets differ."""
+        if other.t.all_labels != self.t.all_labels:
+            raise ConfigError("cannot merge semantic evaluators of different label sets")
+        self.conf += other.conf
+        self.frames += other.frames
+        self._have_instances = self._have_instances and other._have_instances
+        for mine, theirs in (
+            (self._tpw, other._tpw),
+            (self._fnw, other._fnw),
+            (self._cat_tpw, other._cat_tpw),
+            (self._cat_fnw, other._cat_fnw),
+        ):
+            for records, more in zip(mine, theirs):
+                records.extend(more)  # the arrays are never written in place: sharing them is safe
 
     def _class_scores(self) -> tuple[dict[str, float], dict[str, float]]:
         """{class name: IoU} and {class name: iIoU} over every label id >= 0 (NaN if ignored)."""

@@ -1,0 +1,156 @@
+"""The read stage: one drive's bag -> rows, one per camera frame in bag order, each carrying
+the frame as raw CDR (compressed frames stay compressed through the object store) and its
+ground truth, paired as replay pairs it (camera namespace and header stamp). The last row of
+a drive is an ``end`` row with the number of frames and, if the bag could not be opened or
+broke mid-way, the error: a bad drive is a row, never an exception that stops the fleet.
+
+Every row has the same columns (:data:`COLUMNS`), so the stages' blocks share one schema.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from seg_perception.errors import BagError, ConfigError, SegPerceptionError
+from seg_perception.io import bags
+from seg_perception.metrics.bags import ground_truth_connections
+
+FRAME = "frame"
+END = "end"
+GT_IMAGES = ("label_ids", "instance_ids")
+
+
+def new_row(drive: int, kind: str = FRAME, **values: Any) -> dict[str, Any]:
+    """A row with every column of the read stage (later stages add their own)."""
+    row = {
+        "kind": kind,
+        "drive": drive,
+        "seq": 0,
+        "topic": "",
+        "logtime": 0,
+        "msgtype": "",
+        "raw": b"",
+        "gt_label_ids": b"",
+        "gt_instance_ids": b"",
+        "condition": "",
+        "error": "",
+    }
+    row.update(values)
+    return row
+
+
+COLUMNS = tuple(new_row(0))
+
+
+def read_drive(item: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+    """Ray Data ``flat_map`` function: ``item`` = {"drive": index, "path": bag, "condition":
+    the manifest's tag}. Yields the drive's frame rows, then its ``end`` row."""
+    drive, path, tag = int(item["drive"]), str(item["path"]), str(item["condition"])
+    frames = 0
+    error = ""
+    try:
+        for row in _frames(drive, path, tag):
+            row["seq"] = frames
+            frames += 1
+            yield row
+    except SegPerceptionError as err:
+        error = str(err)
+    except Exception as err:  # a drive's fault must not end the fleet: it becomes its end row
+        error = f"{type(err).__name__}: {err}"
+    yield new_row(drive, END, seq=frames, error=error)
+
+
+def _frames(drive: int, path: str, tag: str) -> Iterator[dict[str, Any]]:
+    reader = bags.open_bag(path)
+    try:
+        try:
+            cameras = bags.all_camera_connections(reader)
+        except BagError as err:
+            raise BagError("; ".join([str(err), *reader.truncated_files()])) from None
+        namespaces = {bags.camera_namespace(c.topic) for c in cameras}
+        gt_conns = ground_truth_connections(reader.connections, namespaces)
+        with_condition = {ns for ns, kind in gt_conns.values() if kind == "condition"}
+        with_gt = {ns for ns, _ in gt_conns.values()}
+        camera_ids = {c.id for c in cameras}
+        pending: dict[tuple[str, int], dict[str, Any]] = {}
+        order: list[tuple[str, int]] = []  # frames waiting for ground truth, in bag order
+        connections = [*cameras, *(c for c in reader.connections if c.id in gt_conns)]
+        for conn, logtime, raw in bags.read_messages(reader, connections):
+            if conn.id in camera_ids:
+                ns = bags.camera_namespace(conn.topic)
+                row = new_row(drive, topic=conn.topic, logtime=logtime, msgtype=conn.msgtype, raw=bytes(raw))
+                stamp = _stamp(raw, conn.msgtype)
+                if ns not in with_gt or stamp is None:  # nothing to pair (a malformed frame: the model stage says so)
+                    yield _with_condition(row, tag)
+                    continue
+                key = (ns, stamp)
+                pending.setdefault(key, {})["row"] = row
+                order.append(key)
+            else:
+                ns, kind = gt_conns[conn.id]
+                stamp = logtime if kind == "condition" else _stamp(raw, conn.msgtype)
+                if stamp is None:
+                    raise BagError(f"{conn.topic}: malformed {conn.msgtype} message at log time {logtime}")
+                key = (ns, stamp)
+                pending.setdefault(key, {})[kind] = raw if kind != "condition" else _condition(raw, conn.msgtype)
+            # Frames leave in bag order: the oldest waiting frame first, once its ground truth is in.
+            while order and _complete(pending.get(order[0], {}), order[0][0] in with_condition):
+                yield _paired(pending.pop(order.pop(0)), tag)
+        for key in order:  # frames whose ground truth never came: predicted, not scored
+            yield _paired(pending.pop(key), tag)
+    finally:
+        reader.close()
+
+
+def _stamp(raw: bytes | memoryview, msgtype: str) -> int | None:
+    """The header stamp; None for a message that does not deserialise."""
+    try:
+        return bags.stamp_ns(bags.deserialize(bytes(raw), msgtype).header)
+    except Exception:  # broad on purpose: rosbags fails on malformed CDR with any of several errors
+        return None
+
+
+def _condition(raw: bytes | memoryview, msgtype: str) -> str:
+    return str(bags.deserialize(bytes(raw), msgtype).data)
+
+
+def _complete(entry: Mapping[str, Any], needs_condition: bool) -> bool:
+    return "row" in entry and all(k in entry for k in GT_IMAGES) and ("condition" in entry or not needs_condition)
+
+
+def _paired(entry: Mapping[str, Any], tag: str) -> dict[str, Any]:
+    row = dict(entry["row"])
+    if all(k in entry for k in GT_IMAGES):
+        row["gt_label_ids"] = bytes(entry["label_ids"])
+        row["gt_instance_ids"] = bytes(entry["instance_ids"])
+    row["condition"] = entry.get("condition", "")
+    return _with_condition(row, tag)
+
+
+def _with_condition(row: dict[str, Any], tag: str) -> dict[str, Any]:
+    """The frame's own condition (a generated drive's gt/condition) where the bag has one,
+    else the drive's manifest tag."""
+    if not row["condition"]:
+        row["condition"] = tag
+    return row
+
+
+def count_frames(path: str) -> int | None:
+    """The drive's camera frames by its metadata (for progress); None if the bag does not open
+    (the read stage then reports why). ConfigError for a bag that opens but has no camera: a
+    wrong input, not a damaged drive."""
+    try:
+        reader = bags.open_bag(path)
+    except BagError:
+        return None
+    try:
+        try:
+            cameras = bags.all_camera_connections(reader)
+        except BagError as err:
+            if reader.truncated_files():  # damaged, not a bag of something else: the read stage says so
+                return None
+            raise ConfigError(f"bag {path}: {err}") from None
+        return sum(c.msgcount for c in cameras)
+    finally:
+        reader.close()
