@@ -120,7 +120,15 @@ def metrics_of(report: Mapping[str, Any]) -> str:
 
 def reference(drives: list[Path], params: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """One process, frames in order: the core and one evaluator (and one per condition)."""
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as each fleet actor runs (2 actors on 2 cores)
+    try:
+        return _reference(drives, params)
+    finally:
+        torch.set_num_threads(threads)  # later tests in this process run as before
+
+
+def _reference(drives: list[Path], params: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     core = PerceptionCore.from_params(params)
     total, conditions = StreamEvaluator(core.labels), {}
     for i, path in enumerate(drives):
