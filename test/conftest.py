@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import random
+import signal
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,12 @@ os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
 # like a stock camera driver and RViz. Node processes pick their own (ros/transport.py).
 for _var in ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE"):
     os.environ.pop(_var, None)
+# Tests stop commands and nodes with SIGINT, as Ctrl-C does. Started in the background
+# (`make test &`, nohup), this process inherits SIGINT ignored and so would every child, which
+# then never sees it; a handler here is reset to the default in each child, which Python turns
+# into KeyboardInterrupt as in a terminal.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 SMALL = {"input_height": 128, "input_width": 256, "backend": "torch", "device": "cpu"}
 

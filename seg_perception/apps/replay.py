@@ -25,6 +25,14 @@ import numpy as np
 from rosbags.interfaces import Connection
 from rosbags.rosbag2 import Writer
 
+from seg_perception.apps.output_messages import (
+    CLASS_MAP,
+    CONFIDENCE,
+    DETECTIONS_TOPIC,
+    INSTANCE_MAP,
+    PANOPTIC_MAP,
+    output_messages,
+)
 from seg_perception.errors import BagError, ConfigError, ImageError
 from seg_perception.io import bags
 from seg_perception.io.bags import DETECTIONS, IMAGE, STORAGES, TYPESTORE
@@ -34,17 +42,10 @@ from seg_perception.metrics.cityscapes.results import ResultsWriter
 from seg_perception.metrics.latency import percentiles_ms
 from seg_perception.metrics.run import format_report, jsonable
 from seg_perception.metrics.stream import FrameJoiner, StreamEvaluator
-from seg_perception.pipeline.detection_boxes import detection_boxes
 from seg_perception.pipeline.perception import MODELS, FrameResult, PerceptionCore
 
 log = logging.getLogger(__name__)
 
-# Output topics under each camera namespace (the node contract, DESIGN.md).
-CLASS_MAP = "semantic/class_map"
-CONFIDENCE = "semantic/confidence"
-INSTANCE_MAP = "instance/instance_map"
-DETECTIONS_TOPIC = "instance/detections"
-PANOPTIC_MAP = "panoptic/panoptic_map"
 OVERLAYS = {"semantic": "semantic/overlay", "instance": "instance/overlay", "panoptic": "panoptic/overlay"}
 
 
@@ -307,22 +308,17 @@ def _write_outputs(
     core: PerceptionCore,
     options: ReplayOptions,
 ) -> None:
-    def put(key: str, msg: Any, msgtype: str = IMAGE) -> None:
-        writer.write(cam.outputs[key], logtime, bags.serialize(msg, msgtype))
+    # The same messages fleet --write-bags writes (apps/output_messages.py).
+    for key, _msgtype, data in output_messages(header, result):
+        if key in cam.outputs:  # confidence only where asked for
+            writer.write(cam.outputs[key], logtime, data)
+
+    def put(key: str, msg: Any) -> None:
+        writer.write(cam.outputs[key], logtime, bags.serialize(msg, IMAGE))
 
     def img(pixels: np.ndarray, encoding: str) -> Any:
         return bags.image_message(pixels, encoding, 0, "", msg_header=header)
 
-    if result.semantic is not None:
-        put(CLASS_MAP, img(result.semantic.class_map, "mono8"))
-        if result.semantic.confidence is not None and CONFIDENCE in cam.outputs:
-            put(CONFIDENCE, img(result.semantic.confidence, "mono8"))
-    if result.instance is not None:
-        put(INSTANCE_MAP, img(result.instance.instance_map, "mono16"))
-        boxes = detection_boxes(result.instance)
-        put(DETECTIONS_TOPIC, bags.detections_message(header, result.instance.instances, boxes), DETECTIONS)
-    if result.panoptic is not None:
-        put(PANOPTIC_MAP, img(result.panoptic, "mono16"))
     if options.overlays:
         for model, overlay in core.overlays(image, result, options.overlay_alpha).items():
             put(OVERLAYS[model], img(overlay, "rgb8"))

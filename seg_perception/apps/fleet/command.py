@@ -11,6 +11,7 @@ from seg_perception.apps.cli_common import add_param_option, non_negative_int, p
 from seg_perception.errors import ConfigError
 
 if TYPE_CHECKING:
+    from seg_perception.apps.fleet.drives import Drive
     from seg_perception.apps.fleet.job import JobOptions, JobOutcome
     from seg_perception.apps.fleet.models import ModelSet
 
@@ -67,7 +68,7 @@ def cmd_fleet(args: argparse.Namespace) -> int:
 
     models = parse_models(args.models)
     sets = [ModelSet("model", _params(args, "perception"), models)]
-    report, outcome, paths = _run(args, sets, title="fleet")
+    report, outcome, paths, _ = _run(args, sets, title="fleet")
     h = report["metrics"]["model"]
     sem = (h.get("semantic") or {}).get("mIoU")
     pq = ((h.get("panoptic") or {}).get("All") or {}).get("pq")
@@ -94,9 +95,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
             ("candidate", args.candidate, args.candidate_param),
         )
     ]
-    report, outcome, paths = _run(args, sets, title="compare", panels=args.worst, panel_drop=args.threshold / 100)
+    report, outcome, paths, drives = _run(
+        args, sets, title="compare", panels=args.worst, panel_drop=args.threshold / 100
+    )
     result = comparison(report, args.threshold)
-    panels = copy_worst_panels(report, _drives(args), Path(args.out)) if args.worst else []
+    panels = copy_worst_panels(report, drives, Path(args.out)) if args.worst else []
     _append_comparison(paths, report, result, panels, comparison_markdown(result, panels))
     overall = result["deltas"]["overall"]
     print(
@@ -113,7 +116,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return status
 
 
-def _drives(args: argparse.Namespace) -> list[Any]:
+def _drives(args: argparse.Namespace) -> list[Drive]:
     from seg_perception.apps.fleet.drives import collect_drives
 
     return collect_drives(args.bags, args.manifest)
@@ -121,7 +124,7 @@ def _drives(args: argparse.Namespace) -> list[Any]:
 
 def _run(
     args: argparse.Namespace, sets: list[ModelSet], title: str, panels: int = 0, panel_drop: float = -1.0
-) -> tuple[dict[str, Any], JobOutcome, tuple[Path, Path]]:
+) -> tuple[dict[str, Any], JobOutcome, tuple[Path, Path], list[Drive]]:
     import signal
 
     from seg_perception.apps.fleet.drives import check_output_folder, fingerprint
@@ -160,7 +163,7 @@ def _run(
     if outcome.interrupted:
         print(_summary(report, outcome))
         raise KeyboardInterrupt
-    return report, outcome, paths
+    return report, outcome, paths, drives
 
 
 def _check_installed() -> None:

@@ -123,17 +123,23 @@ def drive_dir(out: Path, drive: Drive) -> Path:
     return out / "drives" / drive.key
 
 
-def completed(out: Path, drive: Drive, stamp: str) -> dict[str, Any] | None:
-    """The drive's completion record if it finished under the same fingerprint, else None.
-    A drive that ended in an error is not complete: a re-run tries it again."""
-    record_path = drive_dir(out, drive) / DONE
+def read_record(out: Path, drive: Drive, stamp: str) -> dict[str, Any] | None:
+    """The drive's completion record (an error one included) if it was made under the same
+    fingerprint and record version, else None."""
     try:
-        record = json.loads(record_path.read_text())
+        record = json.loads((drive_dir(out, drive) / DONE).read_text())
     except (OSError, ValueError):
         return None
-    if record.get("version") != RECORD_VERSION or record.get("fingerprint") != stamp or record.get("error"):
+    if record.get("version") != RECORD_VERSION or record.get("fingerprint") != stamp:
         return None
     return dict(record)
+
+
+def completed(out: Path, drive: Drive, stamp: str) -> dict[str, Any] | None:
+    """The drive's record if it finished under the same fingerprint, else None. A drive that
+    ended in an error is not complete: a re-run tries it again."""
+    record = read_record(out, drive, stamp)
+    return None if record is None or record.get("error") else record
 
 
 def write_record(folder: Path, record: Mapping[str, Any]) -> None:

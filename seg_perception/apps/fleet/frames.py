@@ -9,6 +9,7 @@ Every row has the same columns (:data:`COLUMNS`), so the stages' blocks share on
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -74,13 +75,14 @@ def _frames(drive: int, path: str, tag: str) -> Iterator[dict[str, Any]]:
         with_gt = {ns for ns, _ in gt_conns.values()}
         camera_ids = {c.id for c in cameras}
         pending: dict[tuple[str, int], dict[str, Any]] = {}
-        order: list[tuple[str, int]] = []  # frames waiting for ground truth, in bag order
+        order: deque[tuple[str, int]] = deque()  # frames waiting for ground truth, in bag order
         connections = [*cameras, *(c for c in reader.connections if c.id in gt_conns)]
         for conn, logtime, raw in bags.read_messages(reader, connections):
             if conn.id in camera_ids:
                 ns = bags.camera_namespace(conn.topic)
-                row = new_row(drive, topic=conn.topic, logtime=logtime, msgtype=conn.msgtype, raw=bytes(raw))
-                stamp = _stamp(raw, conn.msgtype)
+                data = bytes(raw)  # one copy of the frame, shared by the row and the stamp
+                row = new_row(drive, topic=conn.topic, logtime=logtime, msgtype=conn.msgtype, raw=data)
+                stamp = _stamp(data, conn.msgtype)
                 if ns not in with_gt or stamp is None:  # nothing to pair (a malformed frame: the model stage says so)
                     yield _with_condition(row, tag)
                     continue
@@ -96,7 +98,7 @@ def _frames(drive: int, path: str, tag: str) -> Iterator[dict[str, Any]]:
                 pending.setdefault(key, {})[kind] = raw if kind != "condition" else _condition(raw, conn.msgtype)
             # Frames leave in bag order: the oldest waiting frame first, once its ground truth is in.
             while order and _complete(pending.get(order[0], {}), order[0][0] in with_condition):
-                yield _paired(pending.pop(order.pop(0)), tag)
+                yield _paired(pending.pop(order.popleft()), tag)
         for key in order:  # frames whose ground truth never came: predicted, not scored
             yield _paired(pending.pop(key), tag)
     finally:
@@ -106,7 +108,7 @@ def _frames(drive: int, path: str, tag: str) -> Iterator[dict[str, Any]]:
 def _stamp(raw: bytes | memoryview, msgtype: str) -> int | None:
     """The header stamp; None for a message that does not deserialise."""
     try:
-        return bags.stamp_ns(bags.deserialize(bytes(raw), msgtype).header)
+        return bags.stamp_ns(bags.deserialize(raw if isinstance(raw, bytes) else bytes(raw), msgtype).header)
     except Exception:  # broad on purpose: rosbags fails on malformed CDR with any of several errors
         return None
 

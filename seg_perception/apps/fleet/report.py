@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from seg_perception.apps.fleet.collect import FRAMES, load_metrics
-from seg_perception.apps.fleet.drives import DONE, Drive, drive_dir
+from seg_perception.apps.fleet.drives import Drive, drive_dir, read_record
 from seg_perception.labels import LabelSet
 from seg_perception.metrics.run import format_report, jsonable
 from seg_perception.metrics.stream import StreamEvaluator
@@ -34,7 +34,7 @@ def collect_report(
     rows, tables = [], []
     for drive in drives:
         folder = drive_dir(out, drive)
-        record = _record(folder, stamp)
+        record = read_record(out, drive, stamp)
         row: dict[str, Any] = {"bag": drive.path, "condition": drive.condition, "tags": dict(drive.tags)}
         if record is None:
             rows.append({**row, "status": "not run"})
@@ -72,14 +72,6 @@ def collect_report(
         "per_drive": rows,
         "worst_frames": worst_frames(table, set_names[0] if len(set_names) == 1 else "baseline", len(set_names)),
     }
-
-
-def _record(folder: Path, stamp: str) -> dict[str, Any] | None:
-    try:
-        record = json.loads((folder / DONE).read_text())
-    except (OSError, ValueError):
-        return None
-    return dict(record) if record.get("fingerprint") == stamp else None
 
 
 def headline(result: Mapping[str, Any]) -> dict[str, float]:
