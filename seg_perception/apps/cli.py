@@ -178,6 +178,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--copy-input", action="store_true", help="also copy the camera topics into the output bag")
     p.add_argument("--storage", choices=["sqlite3", "mcap"], help="output storage (default: the input's)")
     p.add_argument("--limit", type=non_negative_int, default=0, help="stop after this many frames (0: all)")
+    p.add_argument(
+        "--batch",
+        type=non_negative_int,
+        default=0,
+        help="frames of each camera that go through the models together. 1: the models run exactly as in a "
+        "serial loop (same arithmetic, same bits). Default (0): on the CPU, where class maps are all they write "
+        "(--models semantic without --confidence), 2, with one single-threaded copy of the models per core "
+        "(class maps came out bit-identical; confidence maps and detection scores would differ in the last "
+        "bits); else 1",
+    )
     p.add_argument("--report", help="report path without suffix (default: <out>.report.json/.md)")
     p.add_argument(
         "--format",

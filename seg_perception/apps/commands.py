@@ -104,6 +104,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         copy_input=args.copy_input,
         storage=args.storage or "",
         limit=args.limit,
+        batch=args.batch,
         progress=not args.no_progress,
         results=_results_dir(args),
         city=args.city,

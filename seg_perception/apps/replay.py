@@ -4,9 +4,10 @@ inputs, and a report (JSON + Markdown) with per-frame latency and, when the bag 
 ground truth (``<camera>/gt/...``, as generated drives do), the evaluation metrics.
 
 Deterministic: frames are processed in bag order, none is skipped; with several cameras one
-frame of each goes through the models as one batch, as in the nodes. Faults keep what was
-done: the output bag is closed properly on a read fault, a bad frame (counted and skipped)
-or Ctrl-C, and the report says why it stopped.
+frame of each goes through the models as one batch, as in the nodes (``batch``: that many).
+Pipelined (replay_pipeline.py, replay_models.py), the outputs and metrics those of a serial
+loop. Faults keep what was done: the output bag is closed properly on a read fault, a bad
+frame (counted and skipped) or Ctrl-C, and the report says why it stopped.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import math
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ import numpy as np
 from rosbags.interfaces import Connection
 from rosbags.rosbag2 import Writer
 
+from seg_perception.apps import replay_models
 from seg_perception.apps.output_messages import (
     CLASS_MAP,
     CONFIDENCE,
@@ -33,6 +35,8 @@ from seg_perception.apps.output_messages import (
     PANOPTIC_MAP,
     output_messages,
 )
+from seg_perception.apps.replay_models import Frame, ModelPool
+from seg_perception.apps.replay_pipeline import OrderedWorker, ReadAhead
 from seg_perception.errors import BagError, ConfigError, ImageError
 from seg_perception.io import bags
 from seg_perception.io.bags import DETECTIONS, IMAGE, STORAGES, TYPESTORE
@@ -42,7 +46,7 @@ from seg_perception.metrics.cityscapes.results import ResultsWriter
 from seg_perception.metrics.latency import percentiles_ms
 from seg_perception.metrics.run import format_report, jsonable
 from seg_perception.metrics.stream import FrameJoiner, StreamEvaluator
-from seg_perception.pipeline.perception import MODELS, FrameResult, PerceptionCore
+from seg_perception.pipeline.perception import MODELS, FrameResult, PerceptionCore, parse_models
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +63,7 @@ class ReplayOptions:
     storage: str = ""  # "" = the input bag's storage
     overlay_alpha: float = 0.5
     limit: int = 0  # stop after this many frames (0: all)
+    batch: int = 0  # frames of each camera per batch; 0: automatic (see replay_models.model_plan)
     progress: bool = True
     # also write the predictions as official Cityscapes result files here ("": don't), stems
     # <city>_<camera index>_<frame index>: a generated drive's frames meet their ground truth
@@ -66,6 +71,8 @@ class ReplayOptions:
     city: str = "synth"
 
     def __post_init__(self) -> None:
+        if isinstance(self.batch, bool) or not isinstance(self.batch, int) or self.batch < 0:
+            raise ConfigError(f"--batch must be a number of frames (0: automatic), got {self.batch!r}")
         if self.results and (not self.city or any(c in self.city for c in "_ /")):
             raise ConfigError(
                 f"--city must be a name without '_', '/' or spaces (the <city> of <city>_<seq>_<frame>), "
@@ -139,22 +146,33 @@ def replay_bag(
     reader = bags.open_bag(in_bag)
     try:
         cameras = bags.camera_connections(reader, options.topics)
-        core = PerceptionCore.from_params(params, options.models)
-        report = ReplayReport(str(in_bag), str(out_bag), [c.topic for c in cameras], list(core.models))
-        report.notes += _untrained_notes(params, core.models)
-        report.notes += reader.truncated_files()  # storage files read only up to a cut-off end
-        storage = options.storage or _storage_of(reader)
-        if storage not in STORAGES:
-            raise BagError(f"storage must be one of {sorted(STORAGES)}, got {storage!r}")
-        writer = Writer(out_bag, version=8, storage_plugin=STORAGES[storage])
-        writer.open()
-        try:
-            _run(reader, writer, cameras, core, options, report)
-        except KeyboardInterrupt:
-            report.stopped = "interrupted"
-        finally:
-            # close(), not the context manager: that aborts on an exception and leaves no metadata.
-            writer.close()
+        plan = replay_models.model_plan(params, parse_models(options.models), options.confidence, options.batch)
+        options = replace(options, batch=plan.batch)
+        with replay_models.single_threaded_models(plan.copies > 0):
+            core = PerceptionCore.from_params(params, options.models)
+            report = ReplayReport(str(in_bag), str(out_bag), [c.topic for c in cameras], list(core.models))
+            report.notes += _untrained_notes(params, core.models)
+            report.notes += reader.truncated_files()  # storage files read only up to a cut-off end
+            storage = options.storage or _storage_of(reader)
+            if storage not in STORAGES:
+                raise BagError(f"storage must be one of {sorted(STORAGES)}, got {storage!r}")
+            writer = Writer(out_bag, version=8, storage_plugin=STORAGES[storage])
+            window = replay_models.frames_in_flight(plan.copies, options.batch * len(cameras))
+            # The writer lives in the thread that writes the outputs: opened, used and closed
+            # there (rosbags' sqlite3 connection belongs to the thread that made it). close(),
+            # not the context manager: that aborts on an exception and leaves no metadata.
+            # Its jobs: a batch's outputs, up to 3 ground-truth messages a frame.
+            behind = OrderedWorker(4 * window + 16, writer.open, writer.close, threaded=plan.background)
+            pool = None
+            try:
+                pool = ModelPool.of(core, params, options.models, plan.copies, options.confidence)
+                _run(reader, writer, behind, pool, window, cameras, core, options, report)
+            except KeyboardInterrupt:
+                report.stopped = "interrupted"
+            finally:
+                if pool is not None:
+                    pool.close()
+                behind.close()  # what is queued is written, then the bag is closed
     finally:
         reader.close()
     _write_report(report, report_paths(out_bag, report_path))
@@ -166,14 +184,20 @@ def replay_bag(
 def _run(
     reader: Any,
     writer: Writer,
+    behind: OrderedWorker,
+    pool: ModelPool,
+    window: int,
     cameras: list[Connection],
     core: PerceptionCore,
     options: ReplayOptions,
     report: ReplayReport,
 ) -> None:
+    """The frame loop: frames decoded and batched here, through ``pool``; everything that uses
+    the writer, the evaluator or the result files in ``behind``'s thread, in bag order. Every
+    frame that went to the models is written and evaluated before this returns."""
     started = time.monotonic()
     outs = {
-        c.id: _Camera(bags.camera_namespace(c.topic), _add_outputs(writer, c, core, options), seq)
+        c.id: _Camera(bags.camera_namespace(c.topic), behind.call(_add_outputs, writer, c, core, options), seq)
         for seq, c in enumerate(cameras)
     }
     result_files = ResultsWriter(options.results, core.labels) if options.results else None
@@ -189,33 +213,50 @@ def _run(
     if options.limit:
         total = min(total, options.limit)
     progress = _progress(total, options.progress)
-    batch: list[tuple[Any, int, Any, DecodedImage]] = []
+
+    def write_frame(frame: Frame, result: FrameResult) -> None:  # in the writer thread
+        cam = outs[frame.conn.id]
+        _write_outputs(writer, cam, frame.logtime, frame.msg.header, frame.image, result, core, options)
+        if joiner is not None:
+            _add_predictions(joiner, cam.namespace, bags.stamp_ns(frame.msg.header), result)
+        if result_files is not None:
+            result_files.write_result(f"{options.city}_{cam.seq:06d}_{frame.number:06d}", result)
+
+    models = replay_models.ModelsThenWriter(pool, write_frame, report, progress, behind, window)
+    batch: list[Frame] = []
+    gt_connections = [c for c in reader.connections if c.id in gt_conns]
+    messages = ReadAhead(bags.read_messages(reader, [*cameras, *gt_connections]), threaded=behind.threaded)
     try:
-        gt_connections = [c for c in reader.connections if c.id in gt_conns]
-        for conn, logtime, raw in bags.read_messages(reader, [*cameras, *gt_connections]):
-            if conn.id in gt_conns:
-                if joiner is not None:
-                    add_ground_truth(joiner, gt_conns[conn.id], conn.msgtype, logtime, raw)
-                continue
-            if any(c.id == conn.id for c, *_ in batch) or len(batch) == len(cameras):
-                _process(batch, outs, core, writer, options, report, joiner, progress, result_files)
-                batch = []
-            if options.limit and report.frames + report.bad_frames + len(batch) >= options.limit:
-                report.stopped = "limit"
-                break
-            outs[conn.id].read += 1  # after _process: a batch holds one frame per camera
-            frame = _decode(conn, raw, report)
-            if frame is not None:
-                batch.append((conn, logtime, *frame))
-            else:
-                progress.update(1)
-            if options.copy_input:
-                writer.write(outs[conn.id].outputs["input"], logtime, raw)
-        _process(batch, outs, core, writer, options, report, joiner, progress, result_files)
-    except BagError as err:
-        _process(batch, outs, core, writer, options, report, joiner, progress, result_files)  # keep what was read
-        report.stopped = f"bag fault: {err}"
-        log.error("%s; %d frames processed before the fault are in %s", err, report.frames, report.output_bag)
+        try:
+            for conn, logtime, raw in messages:
+                if conn.id in gt_conns:
+                    if joiner is not None:
+                        models.behind(add_ground_truth, joiner, gt_conns[conn.id], conn.msgtype, logtime, raw)
+                    continue
+                if replay_models.batch_full(batch, conn.id, len(cameras), options.batch):
+                    models.run(batch)
+                    batch = []
+                if options.limit and report.frames + report.bad_frames >= options.limit:
+                    report.stopped = "limit"
+                    break
+                cam = outs[conn.id]
+                cam.read += 1
+                frame = _decode(conn, raw, report)
+                if frame is not None:
+                    batch.append(Frame(conn, logtime, *frame, cam.read - 1))
+                    report.frames += 1  # as it joins a batch: for --limit and the bad frames' numbers
+                else:
+                    models.behind(progress.update, 1)
+                if options.copy_input:
+                    models.behind(writer.write, cam.outputs["input"], logtime, raw)
+            models.run(batch)
+        except BagError as err:
+            models.run(batch)  # keep what was read
+            report.stopped = f"bag fault: {err}"
+            log.error("%s; %d frames processed before the fault are in %s", err, report.frames, report.output_bag)
+        finally:
+            messages.close()
+            models.close()  # every frame that left the models is written and evaluated
     finally:
         progress.close()
         if result_files is not None:
@@ -243,34 +284,6 @@ def _decode(conn: Any, raw: bytes, report: ReplayReport) -> tuple[Any, DecodedIm
         log.warning("skipping bad frame %s: %s", where, err)
         return None
     return msg, image
-
-
-def _process(
-    batch: list[tuple[Any, int, Any, DecodedImage]],
-    outs: Mapping[int, _Camera],
-    core: PerceptionCore,
-    writer: Writer,
-    options: ReplayOptions,
-    report: ReplayReport,
-    joiner: FrameJoiner | None,
-    progress: Any,
-    result_files: ResultsWriter | None = None,
-) -> None:
-    if not batch:
-        return
-    started = time.perf_counter()
-    results = core.run([image for *_, image in batch], with_confidence=options.confidence)
-    for (conn, logtime, msg, image), result in zip(batch, results):
-        cam = outs[conn.id]
-        _write_outputs(writer, cam, logtime, msg.header, image, result, core, options)
-        if joiner is not None:
-            _add_predictions(joiner, cam.namespace, bags.stamp_ns(msg.header), result)
-        if result_files is not None:
-            result_files.write_result(f"{options.city}_{cam.seq:06d}_{cam.read - 1:06d}", result)
-    per_frame_ms = (time.perf_counter() - started) * 1e3 / len(batch)
-    report.latencies_ms += [per_frame_ms] * len(batch)
-    report.frames += len(batch)
-    progress.update(len(batch))
 
 
 def _add_outputs(writer: Writer, conn: Any, core: PerceptionCore, options: ReplayOptions) -> dict[str, Any]:

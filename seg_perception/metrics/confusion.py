@@ -42,15 +42,38 @@ def confusion_matrix(
     """
     if pred.shape != gt.shape:
         raise ValueError(f"prediction {pred.shape} and ground truth {gt.shape} differ in shape")
-    if ignore is None:
-        p, g = pred.astype(np.int64, copy=False).ravel(), gt.astype(np.int64, copy=False).ravel()
-    else:
-        valid = gt != ignore
-        p, g = pred[valid].astype(np.int64), gt[valid].astype(np.int64)
-    if p.size and (p.max() >= num_classes or g.max() >= num_classes):
-        raise ValueError(f"ids must be < {num_classes}: prediction max {p.max()}, ground truth max {g.max()}")
-    counts = np.bincount(g * num_classes + p, minlength=num_classes * num_classes)
-    return counts.reshape(num_classes, num_classes).astype(np.int64, copy=False)
+    n = num_classes
+    p, g = pred.ravel(), gt.ravel()
+    skipped = 0 if ignore is None else int(np.count_nonzero(g == ignore))
+    if p.size:
+        outside = int(np.count_nonzero((g < 0) | (g >= n))) - (
+            skipped if ignore is not None and not 0 <= ignore < n else 0
+        )
+        if outside or int(p.min()) < 0 or int(p.max()) >= n:
+            raise ValueError(_range_error(p, g, n, ignore))
+    # Each pixel's bin, g * n + p, built in one copy of the ground truth. Ignored pixels go to
+    # an extra row, dropped at the end: cheaper than selecting the others (a boolean index
+    # copies both images), and the counts are the same.
+    key = g.astype(np.intp)
+    rows = n
+    if skipped:
+        rows = n + 1
+        if ignore is not None and ignore >= n:
+            np.minimum(key, n, out=key)  # the ignored are the only ids >= n (checked above)
+        else:
+            np.putmask(key, g == ignore, n)
+    key *= n
+    key += p
+    counts = np.bincount(key, minlength=rows * n)
+    return counts.reshape(rows, n)[:n].astype(np.int64)
+
+
+def _range_error(
+    pred: npt.NDArray[np.integer[Any]], gt: npt.NDArray[np.integer[Any]], n: int, ignore: int | None
+) -> str:
+    counted = gt if ignore is None else gt[gt != ignore]
+    g_range = f"{counted.min()}..{counted.max()}" if counted.size else "none counted"
+    return f"ids must be in 0..{n - 1}: prediction {pred.min()}..{pred.max()}, ground truth {g_range}"
 
 
 def class_counts(

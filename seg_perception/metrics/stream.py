@@ -60,6 +60,7 @@ class StreamEvaluator:
         self._coco_predictions: list[dict[str, Any]] = []
         self._coco_categories: list[dict[str, Any]] = []
         self._conditions: dict[str, np.ndarray] = {}
+        self._label_to_train: np.ndarray | None = None  # (label ids, train ids) 0/1, made on first use
         self._condition_frames: dict[str, int] = {}
 
     def add(
@@ -72,16 +73,18 @@ class StreamEvaluator:
         instance_map: np.ndarray | None = None,
         scores: Mapping[int, float] | None = None,
         panoptic: np.ndarray | None = None,
-    ) -> None:
+    ) -> ConfusionMatrix | None:
         """``class_map`` holds train ids (as the nodes publish them); ``instance_map`` and
-        ``panoptic`` the Cityscapes instanceIds layout; ``scores`` {instance value: score}."""
+        ``panoptic`` the Cityscapes instanceIds layout; ``scores`` {instance value: score}.
+        Returns the frame's :func:`frame_confusion` where there is a class map."""
         self.frames += 1
+        conf = None
         if class_map is not None:
             if self._semantic is None:
                 self._semantic = SemanticEvaluator(self.labels)
-            self._semantic.add(self._to_label[class_map], gt_label_ids, gt_instance_ids)
+            label_conf = self._semantic.add(self._to_label[class_map], gt_label_ids, gt_instance_ids)
+            conf = self._train_id_confusion(label_conf)
             if condition:
-                conf = frame_confusion(class_map, gt_label_ids, self.labels)
                 self._conditions[condition] = self._conditions.get(condition, 0) + conf
                 self._condition_frames[condition] = self._condition_frames.get(condition, 0) + 1
         if instance_map is not None and scores is not None:
@@ -93,6 +96,19 @@ class StreamEvaluator:
             if self._panoptic is None:
                 self._panoptic = PanopticEvaluator(self.labels)
             self._panoptic.add(gt_instance_ids, panoptic)
+        return conf
+
+    def _train_id_confusion(self, label_conf: ConfusionMatrix) -> ConfusionMatrix:
+        """:func:`frame_confusion` of the frame, from its label-id confusion counts: each
+        label id's row and column summed into its train id's (labels without one dropped),
+        exact integer sums instead of a second pass over the pixels."""
+        if self._label_to_train is None:
+            to_train = self.labels.label_to_train_id()[: label_conf.shape[0]]
+            trained = np.flatnonzero(to_train < self.labels.num_classes)
+            self._label_to_train = np.zeros((label_conf.shape[0], self.labels.num_classes), np.int64)
+            self._label_to_train[trained, to_train[trained]] = 1
+        conf: ConfusionMatrix = self._label_to_train.T @ label_conf @ self._label_to_train
+        return conf
 
     def _add_coco(self, gt_instance_ids: np.ndarray, instance_map: np.ndarray, scores: Mapping[int, float]) -> None:
         """Encode this frame to COCO RLEs now and renumber into the running dataset."""
@@ -151,13 +167,14 @@ class StreamEvaluator:
         self._coco_categories = self._coco_categories or other._coco_categories
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "state_version": STATE_VERSION}
+        # The lookup is rebuilt where it is next needed: not sent with every one-frame evaluator.
+        return {**self.__dict__, "_label_to_train": None, "state_version": STATE_VERSION}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         version = state.pop("state_version", None)
         if version != STATE_VERSION:
             raise ConfigError(f"saved StreamEvaluator state has version {version}, this code reads {STATE_VERSION}")
-        self.__dict__.update(state)
+        self.__dict__.update({"_label_to_train": None, **state})
 
     def result(self) -> dict[str, Any]:
         out: dict[str, Any] = {"frames": self.frames}

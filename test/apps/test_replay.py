@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import signal
 import struct
@@ -9,7 +10,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -18,7 +21,7 @@ from rosbags.rosbag2 import Reader, Writer
 from seg_perception.apps.cli import main
 from seg_perception.apps.replay import ReplayOptions, replay_bag
 from seg_perception.config.records import node_defaults
-from seg_perception.errors import ConfigError
+from seg_perception.errors import BagError, ConfigError
 from seg_perception.io import bags
 from seg_perception.io.compressed import decode_compressed
 from seg_perception.io.image import decode_image
@@ -194,10 +197,13 @@ def corrupt_mcap_chunk(bag: Path, index: int) -> None:
     path.write_bytes(data)
 
 
-def test_replay_keeps_frames_before_a_fault_in_the_middle_of_the_bag(tmp_path: Path) -> None:
+@pytest.mark.parametrize("batch", ["1", "4"])
+def test_replay_keeps_frames_before_a_fault_in_the_middle_of_the_bag(tmp_path: Path, batch: str) -> None:
     in_bag = drive_bag(tmp_path / "in", frames=6, storage="mcap")
     corrupt_mcap_chunk(in_bag, 1)
-    result = run_cli("replay", str(in_bag), "--out", str(tmp_path / "out"), "--models", "semantic", "--no-progress")
+    result = run_cli(
+        "replay", str(in_bag), "--out", str(tmp_path / "out"), "--models", "semantic", "--no-progress", "--batch", batch
+    )
     assert result.returncode == 2
     errors = [line for line in result.stderr.splitlines() if line.startswith("seg-perception: error")]
     assert len(errors) == 1 and "damaged or truncated" in errors[0]
@@ -335,3 +341,107 @@ def test_replay_refuses_a_result_city_the_stems_cannot_hold(tmp_path: Path) -> N
     with pytest.raises(ConfigError, match="--city must be a name without '_'"):
         ReplayOptions(results=str(tmp_path / "r"), city="my_city")
     assert main(["replay", "in", "--out", str(tmp_path / "o"), "--results", str(tmp_path / "r")]) == 2
+
+
+def raw_messages(path: Path) -> list[tuple[str, int, bytes]]:
+    with Reader(path) as reader:
+        return [(conn.topic, t, bytes(raw)) for conn, t, raw in reader.messages()]
+
+
+def test_replay_class_maps_do_not_depend_on_batches_or_model_copies(tmp_path: Path, params: dict[str, Any]) -> None:
+    """The serial loop (batch 1), the default (batches of 2 through two single-threaded copies
+    of the model) and batches of 3 (the last one short): the same bytes in the output bag,
+    message for message, and the same metrics."""
+    in_bag = drive_bag(tmp_path / "in", frames=7, storage="sqlite3")  # sqlite3: the writer's own thread
+    runs: dict[str, tuple[list[tuple[str, int, bytes]], str]] = {}
+    for name, batch in (("serial", 1), ("default", 0), ("batches", 3)):
+        options = ReplayOptions(models=("semantic",), overlays=True, batch=batch, progress=False)
+        report = replay_bag(in_bag, tmp_path / name, {**params, "cpu_threads": 2}, options)
+        assert (report.frames, report.stopped) == (7, "completed") and len(report.latencies_ms) == 7
+        runs[name] = (raw_messages(tmp_path / name), json.dumps({**(report.metrics or {}), "pred": ""}))
+    assert len(runs["serial"][0]) == 7 * 2  # class maps and overlays
+    assert runs["default"] == runs["serial"]
+    assert runs["batches"] == runs["serial"]
+
+
+@pytest.mark.parametrize(
+    ("models", "confidence", "batch", "plan"),
+    [
+        (("semantic",), False, 0, (2, 2, True)),  # class maps only: batches of 2, a model copy per core
+        (("semantic",), True, 0, (1, 0, False)),  # confidence maps: the serial loop, in one thread
+        (("semantic", "instance"), False, 0, (1, 0, False)),  # detection scores: likewise
+        (("semantic",), False, 1, (1, 0, False)),  # asked for
+        (("semantic", "instance"), True, 4, (4, 2, True)),  # asked for
+    ],
+)
+def test_replay_runs_the_models_as_the_serial_loop_unless_class_maps_are_all_they_write(
+    params: dict[str, Any], models: tuple[str, ...], confidence: bool, batch: int, plan: tuple[int, int, bool]
+) -> None:
+    from seg_perception.apps.replay_models import model_plan
+
+    assert model_plan({**params, "cpu_threads": 2}, models, confidence, batch) == plan
+
+
+def test_replay_error_while_writing_closes_the_bag_with_the_frames_before(
+    tmp_path: Path, params: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An error in the writer thread is raised by replay_bag; the bag is closed properly."""
+    from seg_perception.apps import replay
+
+    in_bag = drive_bag(tmp_path / "in", frames=6)
+    write_outputs = replay._write_outputs
+    written: list[int] = []
+
+    def fail_on_the_fourth(*args: object) -> None:
+        if len(written) == 3:
+            raise OSError("disk full")
+        write_outputs(*args)  # type: ignore[arg-type]
+        written.append(1)
+
+    monkeypatch.setattr(replay, "_write_outputs", fail_on_the_fourth)
+    with pytest.raises(OSError, match="disk full"):
+        replay_bag(in_bag, tmp_path / "out", {**params, "cpu_threads": 2}, ReplayOptions(models=("semantic",)))
+    assert len(read_bag(tmp_path / "out")["/camera/semantic/class_map"]) == 3
+
+
+def test_replay_stops_at_the_limit_with_every_frame_before_it_written(tmp_path: Path, params: dict[str, Any]) -> None:
+    in_bag = drive_bag(tmp_path / "in", frames=6)
+    options = ReplayOptions(models=("semantic",), limit=4, batch=3, progress=False)
+    report = replay_bag(in_bag, tmp_path / "out", {**params, "cpu_threads": 2}, options)
+    assert (report.frames, report.stopped) == (4, "limit")
+    assert len(read_bag(tmp_path / "out")["/camera/semantic/class_map"]) == 4
+
+
+def test_read_ahead_gives_the_items_then_the_error_that_ended_them() -> None:
+    from seg_perception.apps.replay_pipeline import ReadAhead
+
+    def source() -> Iterator[int]:
+        yield from range(5)
+        raise BagError("damaged")
+
+    got: list[int] = []
+    ahead = ReadAhead(source(), depth=2)
+    with pytest.raises(BagError, match="damaged"):
+        got.extend(ahead)
+    ahead.close()
+    assert got == [0, 1, 2, 3, 4]
+
+
+def test_ordered_worker_runs_in_order_in_its_own_thread_and_raises_the_first_error() -> None:
+    from seg_perception.apps.replay_pipeline import OrderedWorker
+
+    seen: list[tuple[str, int]] = []
+
+    def record(name: str) -> None:
+        seen.append((name, threading.get_ident()))
+
+    worker = OrderedWorker(depth=2, setup=functools.partial(record, "setup"))
+    for i in range(10):
+        worker.submit(functools.partial(record, f"job {i}"))
+    assert worker.call(lambda: 42) == 42
+    worker.submit(lambda: 1 / 0)
+    worker.submit(functools.partial(record, "dropped"))
+    with pytest.raises(ZeroDivisionError):
+        worker.close()
+    assert [name for name, _ in seen] == ["setup", *(f"job {i}" for i in range(10))]
+    assert len({ident for _, ident in seen}) == 1 and seen[0][1] != threading.get_ident()

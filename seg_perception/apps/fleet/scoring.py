@@ -22,8 +22,8 @@ from seg_perception.apps.fleet.records import Outputs, Prediction
 from seg_perception.io import bags
 from seg_perception.io.image import decode_image
 from seg_perception.labels import LabelSet
-from seg_perception.metrics.confusion import iou_per_class, pixel_accuracy
-from seg_perception.metrics.stream import StreamEvaluator, frame_confusion
+from seg_perception.metrics.confusion import ConfusionMatrix, iou_per_class, pixel_accuracy
+from seg_perception.metrics.stream import StreamEvaluator
 from seg_perception.pipeline.overlays import colorize
 
 
@@ -56,12 +56,13 @@ def score_batch(
             continue
         prediction: Prediction = pickle.loads(batch["pred"][i])
         gt = _ground_truth(batch["gt_label_ids"][i], batch["gt_instance_ids"][i])
-        frame_stats = [frame_stats_of(r, gt[0] if gt else None, labels) for r in prediction.outputs]
-        stats[i] = pickle.dumps(frame_stats)
         if gt is None:
+            stats[i] = pickle.dumps([frame_stats_of(r, None) for r in prediction.outputs])
             continue
         evaluators = [frame_evaluator(r, *gt, str(batch["condition"][i]), labels) for r in prediction.outputs]
-        evals[i] = pickle.dumps(evaluators, protocol=pickle.HIGHEST_PROTOCOL)
+        frame_stats = [frame_stats_of(r, conf) for r, (_, conf) in zip(prediction.outputs, evaluators)]
+        stats[i] = pickle.dumps(frame_stats)
+        evals[i] = pickle.dumps([e for e, _ in evaluators], protocol=pickle.HIGHEST_PROTOCOL)
         if 0 < panel_drop <= frame_stats[0].miou - frame_stats[-1].miou:
             panels[i] = side_by_side(prediction, gt[0], labels)
     empty = np.array([b""] * n, object)
@@ -86,10 +87,11 @@ def frame_evaluator(
     gt_instance_ids: npt.NDArray[Any],
     condition: str,
     labels: LabelSet,
-) -> StreamEvaluator:
-    """A one-frame evaluator fed what replay feeds it for this frame (see metrics/stream.py)."""
+) -> tuple[StreamEvaluator, ConfusionMatrix | None]:
+    """A one-frame evaluator fed what replay feeds it for this frame (see metrics/stream.py),
+    and the frame's train-id confusion counts (None without a class map)."""
     evaluator = StreamEvaluator(labels)
-    evaluator.add(
+    conf = evaluator.add(
         gt_label_ids,
         gt_instance_ids,
         condition,
@@ -98,14 +100,15 @@ def frame_evaluator(
         scores=result.scores,
         panoptic=result.panoptic,
     )
-    return evaluator
+    return evaluator, conf
 
 
-def frame_stats_of(result: Outputs, gt_label_ids: npt.NDArray[Any] | None, labels: LabelSet) -> FrameStats:
+def frame_stats_of(result: Outputs, conf: ConfusionMatrix | None) -> FrameStats:
+    """The frame's row of the table; ``conf``: its train-id confusion counts, None without
+    ground truth or class map."""
     instances = len(result.scores) if result.scores is not None else 0
-    if result.class_map is None or gt_label_ids is None:
+    if conf is None:
         return FrameStats(instances=instances)
-    conf = frame_confusion(result.class_map, gt_label_ids, labels)
     tp = np.diag(conf)
     fp, fn = conf.sum(0) - tp, conf.sum(1) - tp
     seen = (tp + fp + fn) > 0

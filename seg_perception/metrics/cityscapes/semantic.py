@@ -25,6 +25,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from seg_perception.errors import ConfigError
 from seg_perception.labels import LabelSet
@@ -64,6 +65,11 @@ def _ratio(numerator: float, denominator: float) -> float:
     return float("nan") if denominator == 0 else float(numerator) / denominator
 
 
+def _unknown(label_ids: IntArray, known: npt.NDArray[np.bool_]) -> list[int]:
+    """The ``label_ids`` (unique, sorted) that are not known label ids."""
+    return [int(v) for v in label_ids if v < 0 or v >= known.size or not known[v]]
+
+
 class SemanticEvaluator(PickledWithoutTables):
     """Accumulates frames; :meth:`result` equals ``evalPixelLevelSemanticLabeling``.
 
@@ -86,21 +92,19 @@ class SemanticEvaluator(PickledWithoutTables):
         self._cat_tpw: list[list[FloatArray]] = [[] for _ in range(nc)]
         self._cat_fnw: list[list[FloatArray]] = [[] for _ in range(nc)]
 
-    def add(self, pred: ArrayOrPath, gt_label_ids: ArrayOrPath, gt_instance_ids: ArrayOrPath | None = None) -> None:
+    def add(self, pred: ArrayOrPath, gt_label_ids: ArrayOrPath, gt_instance_ids: ArrayOrPath | None = None) -> IntArray:
         """One frame: (H, W) label-id prediction and ground truth, optionally the instanceIds.
-        ConfigError on unknown label ids or images of different sizes."""
+        Returns the frame's (n, n) label-id confusion counts (added to the total). ConfigError
+        on unknown label ids or images of different sizes."""
         t = self.t
         p = as_array(pred, "prediction")
         g = as_array(gt_label_ids, "ground-truth labelIds")
         check_same_shape(p, g, "prediction", "ground truth")
-        g64 = g.astype(np.int64, copy=False).ravel()
-        p64 = p.astype(np.int64, copy=False).ravel()
-        if g64.size:
-            gmin, gmax = int(g64.min()), int(g64.max())
-            if gmin < 0 or gmax >= t.n or not t.known[np.unique(g64)].all():
-                bad = [int(v) for v in np.unique(g64) if v < 0 or v >= t.n or not t.known[v]]
-                raise ConfigError(f"ground truth has unknown label ids {bad[:5]}")
-            pmin, pmax = int(p64.min()), int(p64.max())
+        if g.size:
+            gmin, gmax = int(g.min()), int(g.max())
+            if gmin < 0 or gmax >= t.n:
+                raise ConfigError(f"ground truth has unknown label ids {_unknown(np.unique(g), t.known)[:5]}")
+            pmin, pmax = int(p.min()), int(p.max())
             if pmin < 0 or pmax >= t.n:
                 raise ConfigError(
                     f"prediction has label ids outside 0..{t.n - 1} (min {pmin}, max {pmax}); "
@@ -108,16 +112,23 @@ class SemanticEvaluator(PickledWithoutTables):
                 )
         # every pixel counts: ignored ground-truth labels are kept out of the false positives
         # by the scores (fp_rows), as in the official matrix
-        self.conf += confusion_matrix(p64, g64, t.n, ignore=None)
+        frame = confusion_matrix(p, g, t.n, ignore=None)
+        # The label ids present are the matrix's non-empty rows: no sort of the frame's pixels.
+        if not t.known[frame.sum(1) > 0].all():
+            raise ConfigError(
+                f"ground truth has unknown label ids {_unknown(np.flatnonzero(frame.sum(1)), t.known)[:5]}"
+            )
+        self.conf += frame
         self.frames += 1
         if gt_instance_ids is None:
             self._have_instances = False
-            return
+            return frame
         inst = as_array(gt_instance_ids, "ground-truth instanceIds")
         check_same_shape(inst, p, "ground-truth instanceIds", "prediction")
-        self._add_instances(p64, inst.astype(np.int64, copy=False).ravel())
+        self._add_instances(p.ravel(), inst.astype(np.int64, copy=False).ravel())
+        return frame
 
-    def _add_instances(self, p64: IntArray, inst: IntArray) -> None:
+    def _add_instances(self, p: npt.NDArray[np.integer[Any]], inst: IntArray) -> None:
         """Record the weighted TP / FN of every ground-truth instance (id > 1000) of the frame."""
         t = self.t
         sel = inst > 1000
@@ -128,7 +139,7 @@ class SemanticEvaluator(PickledWithoutTables):
         unknown = (lab >= t.n) | ~t.known[np.minimum(lab, t.n - 1)]
         if unknown.any():
             raise ConfigError(f"ground-truth instanceIds has unknown label ids {np.unique(lab[unknown])[:5].tolist()}")
-        ps = p64[sel]
+        ps = p[sel].astype(np.int64)
         tp = np.bincount(inv, weights=(ps == lab[inv]), minlength=ids.size)
         cat = t.cat_index[lab]
         cat_tp = np.bincount(inv, weights=t.cat_member[cat[inv], ps], minlength=ids.size)
