@@ -68,6 +68,14 @@ def positive_float(text: str) -> float:
     return value
 
 
+def non_negative_float(text: str) -> float:
+    """argparse type: a finite number >= 0 (durations where 0 means none)."""
+    value = _number(text, float, "a number")
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
+    return value
+
+
 def _number(text: str, kind: Callable[[str], _N], what: str) -> _N:
     try:
         return kind(text)

@@ -23,7 +23,6 @@ from __future__ import annotations
 import logging
 import re
 import shutil
-import sys
 import tempfile
 from contextlib import ExitStack
 from pathlib import Path
@@ -35,12 +34,7 @@ from rosbags.rosbag2.storage_mcap import McapReader
 from rosbags.rosbag2.storage_sqlite3 import Sqlite3Reader
 
 from seg_perception.errors import BagError
-
-# The zstd rosbags itself uses: the standard library's from Python 3.14, its backport before.
-if sys.version_info >= (3, 14):
-    from compression import zstd
-else:
-    from backports import zstd
+from seg_perception.io.zstd_codec import zstd
 
 if TYPE_CHECKING:
     from collections.abc import Collection, Generator

@@ -187,9 +187,12 @@ def _image_topics(reader: Reader) -> list[str]:
     return sorted(c.topic for c in reader.connections if c.msgtype in IMAGE_TYPES)
 
 
-def read_messages(reader: Reader, connections: Sequence[Connection]) -> Iterator[tuple[Connection, int, bytes]]:
-    """(connection, log time ns, raw CDR) in time order; a read fault becomes BagError."""
-    it = reader.messages(connections=connections)
+def read_messages(
+    reader: Reader, connections: Sequence[Connection], start: int | None = None, stop: int | None = None
+) -> Iterator[tuple[Connection, int, bytes]]:
+    """(connection, log time ns, raw CDR) in time order, log times in [start, stop) where
+    given; a read fault becomes BagError."""
+    it = reader.messages(connections=connections, start=start, stop=stop)
     while True:
         try:
             item = next(it)

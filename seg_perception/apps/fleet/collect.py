@@ -25,7 +25,7 @@ from rosbags.rosbag2 import Writer
 
 from seg_perception.apps.fleet.drives import Drive, write_record
 from seg_perception.apps.fleet.frames import END
-from seg_perception.apps.fleet.records import Prediction
+from seg_perception.apps.fleet.records import Prediction, unpack
 from seg_perception.apps.fleet.scoring import FrameStats
 from seg_perception.io import bags
 from seg_perception.labels import LabelSet
@@ -56,18 +56,22 @@ class DriveCollector:
         labels: LabelSet,
         keep_panels: int = 0,
         write_bag: bool = False,
+        windows: int = 1,
     ) -> None:
         self.drive = drive
+        self.windows = windows  # read in this many windows of log time, taken in their order
         self.folder = folder
         self.set_names = tuple(set_names)
         self.labels = labels
         self.keep_panels = keep_panels
-        self.expected: int | None = None
         self.error = ""
-        self.taken = 0
+        self.taken = 0  # frames taken: the next one's number in the drive
         self.bad_frames = 0
         self.scored = 0
-        self._buffer: dict[int, Mapping[str, Any]] = {}
+        self._window = 0  # the window being taken, and its next frame
+        self._next = 0
+        self._ends: dict[int, tuple[int, str]] = {}  # window -> (its frames, its error), once its end row is in
+        self._buffer: dict[tuple[int, int], Mapping[str, Any]] = {}
         self.metrics = [DriveMetrics(StreamEvaluator(labels)) for _ in self.set_names]
         self.rows: list[dict[str, Any]] = []
         self._panels: list[tuple[float, int, bytes]] = []
@@ -80,16 +84,33 @@ class DriveCollector:
 
     @property
     def complete(self) -> bool:
-        return self.expected is not None and self.taken >= self.expected
+        return self._window >= self.windows
 
     def add(self, row: Mapping[str, Any]) -> None:
+        window = int(row["window"])
         if row["kind"] == END:
-            self.expected, self.error = int(row["seq"]), str(row["error"])
+            self._ends[window] = (int(row["seq"]), str(row["error"]))
         else:
-            self._buffer[int(row["seq"])] = row
-        while self.taken in self._buffer:
-            self._take(self._buffer.pop(self.taken))
-            self.taken += 1
+            self._buffer[(window, int(row["seq"]))] = row
+        # Frames in drive order: window after window, each in its own order. A window that
+        # broke damages the drive: the windows after it are only waited for, not taken.
+        while not self.complete:
+            frames, error = self._ends.get(self._window, (-1, ""))
+            if self.error:
+                mine = [k for k in self._buffer if k[0] == self._window]
+                if len(mine) < frames or frames < 0:
+                    break
+                for key in mine:
+                    del self._buffer[key]
+            elif (self._window, self._next) in self._buffer:
+                self._take(self._buffer.pop((self._window, self._next)))
+                self.taken += 1
+                self._next += 1
+                continue
+            elif frames != self._next:
+                break
+            self.error = self.error or error
+            self._window, self._next = self._window + 1, 0
 
     def _take(self, row: Mapping[str, Any]) -> None:
         condition = str(row["condition"])
@@ -103,16 +124,16 @@ class DriveCollector:
         stats: list[FrameStats] = pickle.loads(row["stats"]) if row["stats"] else [FrameStats()] * len(self.set_names)
         self.rows.append(self._table_row(row, stats))
         if self.bag is not None and row["pred"]:
-            prediction: Prediction = pickle.loads(row["pred"])
+            prediction: Prediction = unpack(row["pred"])
             self.bag.write(bags.camera_namespace(str(row["topic"])), int(row["logtime"]), prediction.messages)
         if row["panel"] and self.keep_panels:
-            self._panels.append((stats[0].miou - stats[-1].miou, int(row["seq"]), bytes(row["panel"])))
+            self._panels.append((stats[0].miou - stats[-1].miou, self.taken, bytes(row["panel"])))
             self._panels = sorted(self._panels, key=lambda p: (-p[0], p[1]))[: self.keep_panels]
 
     def _table_row(self, row: Mapping[str, Any], stats: Sequence[FrameStats]) -> dict[str, Any]:
         out = base_row(self.drive, str(row["error"]))
         out.update(
-            seq=int(row["seq"]),
+            seq=self.taken,  # the frame's number in the drive, whatever window it was read in
             topic=str(row["topic"]),
             logtime=int(row["logtime"]),
             condition=str(row["condition"]),

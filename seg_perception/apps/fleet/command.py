@@ -7,7 +7,13 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from seg_perception.apps.cli_common import add_param_option, non_negative_int, positive_float, positive_int
+from seg_perception.apps.cli_common import (
+    add_param_option,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
 from seg_perception.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -58,6 +64,13 @@ def _common_options(p: argparse.ArgumentParser) -> None:
         "--threads", type=non_negative_int, default=0, help="inference threads per actor (default: cores/actors)"
     )
     p.add_argument("--batch-size", type=positive_int, default=4, help="frames per model batch (default 4)")
+    p.add_argument(
+        "--window-s",
+        type=non_negative_float,
+        default=60.0,
+        help="read a drive in windows of this many seconds of log time, one read task each (0: one per drive; "
+        "default 60). The results are those of one pass; a drive stays the unit of resume",
+    )
     p.add_argument("--no-progress", action="store_true")
 
 
@@ -128,7 +141,7 @@ def _run(
     import signal
 
     from seg_perception.apps.fleet.drives import check_output_folder, fingerprint
-    from seg_perception.apps.fleet.frames import count_frames
+    from seg_perception.apps.fleet.frames import survey
     from seg_perception.apps.fleet.job import JobOptions, run_job
     from seg_perception.apps.fleet.models import check_model_set
     from seg_perception.apps.fleet.report import collect_report, write_report
@@ -138,7 +151,7 @@ def _run(
     for model_set in sets:
         check_model_set(model_set)
     drives = _drives(args)
-    counts = [count_frames(d.path) for d in drives]  # a bag without a camera topic stops here
+    surveys = [survey(d.path, args.window_s) for d in drives]  # a bag without a camera topic stops here
     out = Path(args.out)
     check_output_folder(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -156,7 +169,7 @@ def _run(
     )
     # `kill` as well as Ctrl-C: the finished drives are on disk; the report covers them.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    outcome = run_job(drives, sets, labels, out, stamp, options, counts)
+    outcome = run_job(drives, sets, labels, out, stamp, options, surveys)
     report = collect_report(drives, out, [s.name for s in sets], labels, stamp)
     report["run"] = _run_record(outcome, options)
     paths = write_report(report, out, title)

@@ -1,10 +1,10 @@
 """The fleet job on Ray Data, and the only module that imports ray.
 
-Plan: one read task per drive (:func:`frames.read_drive`) -> a pool of model actors
-(:class:`models.ModelWorker`, models loaded once per actor, ``num_gpus`` each where the
-cluster has GPUs) -> score tasks on CPU (:func:`scoring.score_batch`) -> the driver, which takes
-each drive's rows in frame order and writes its results as soon as it is complete
-(:class:`collect.DriveCollector`).
+Plan: one read task per drive, or per window of a long drive (:func:`frames.read_drive`) ->
+a pool of model actors (:class:`models.ModelWorker`, models loaded once per actor,
+``num_gpus`` each where the cluster has GPUs) -> score tasks on CPU
+(:func:`scoring.score_batch`) -> the driver, which takes each drive's rows in frame order and
+writes its results as soon as it is complete (:class:`collect.DriveCollector`).
 
 With no ``--address`` (and no ``RAY_ADDRESS``) Ray starts on this machine, sized for it: its
 cores, an object store of at most a quarter of its memory, no dashboard. Faults: an error in a
@@ -20,14 +20,14 @@ import os
 import socket
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from seg_perception.apps.fleet.collect import DriveCollector
 from seg_perception.apps.fleet.drives import Drive, completed, drive_dir
-from seg_perception.apps.fleet.frames import read_drive
+from seg_perception.apps.fleet.frames import Survey, read_drive
 from seg_perception.apps.fleet.models import ModelSet, ModelWorker
 from seg_perception.apps.fleet.scoring import score_batch
 from seg_perception.errors import BackendError, ConfigError
@@ -69,10 +69,13 @@ def run_job(
     out: Path,
     stamp: str,
     options: JobOptions,
-    frame_counts: Sequence[int | None] = (),
+    surveys: Sequence[Survey] = (),
 ) -> JobOutcome:
-    """Process every drive of ``drives`` not already complete under ``stamp``; return what ran."""
+    """Process every drive of ``drives`` not already complete under ``stamp``; return what ran.
+    ``surveys``: each drive's frames (for progress) and windows (default: one, frames unknown)."""
     todo = [d for d in drives if completed(out, d, stamp) is None]
+    plans = {d.index: s for d, s in zip(drives, surveys)}
+    windows = {d.index: plans.get(d.index, Survey(None, [(0, 0)])).windows for d in todo}
     outcome = JobOutcome({}, len(drives) - len(todo))
     if not todo:
         return outcome
@@ -81,17 +84,19 @@ def run_job(
     os.environ.setdefault("RAY_DATA_LOG_LEVEL", "WARNING")
     import ray
 
+    # The fleet shows its own progress; Ray Data would warn on every run that its bars are off.
+    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
     _connect(ray, options.address)
     try:
-        dataset = _plan(ray, todo, model_sets, labels, options)
+        dataset = _plan(ray, todo, windows, model_sets, labels, options)
+        names = [s.name for s in model_sets]
         collectors = {
             d.index: DriveCollector(
-                d, drive_dir(out, d), [s.name for s in model_sets], labels, options.panels, options.keep_predictions
+                d, drive_dir(out, d), names, labels, options.panels, options.keep_predictions, len(windows[d.index])
             )
             for d in todo
         }
-        counts = dict(zip([d.index for d in drives], frame_counts)) if frame_counts else {}
-        total = sum(counts.get(d.index) or 0 for d in todo)
+        total = sum(plans[d.index].frames or 0 for d in todo if d.index in plans)
         with _Progress(total, len(todo), options.progress) as progress:
             try:
                 for row in dataset.iter_rows():
@@ -148,7 +153,12 @@ def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
 
 
 def _plan(
-    ray: Any, todo: Sequence[Drive], model_sets: Sequence[ModelSet], labels: LabelSet, options: JobOptions
+    ray: Any,
+    todo: Sequence[Drive],
+    windows: Mapping[int, Sequence[tuple[int, int]]],
+    model_sets: Sequence[ModelSet],
+    labels: LabelSet,
+    options: JobOptions,
 ) -> Any:
     data_context = ray.data.DataContext.get_current()
     data_context.enable_progress_bars = False
@@ -159,6 +169,9 @@ def _plan(
     # A model worker killed while loading (say, out of memory) is replaced; a model that
     # cannot load at all fails the job after a few tries instead of looping.
     data_context.max_consecutive_actor_init_deaths = 3
+    # Ray Data samples each map task's memory in a thread it starts per batch (every second,
+    # from /proc): a few per cent of an actor's CPU for a statistic nobody reads here.
+    data_context.memory_usage_poll_interval_s = None
     resources = ray.cluster_resources()
     cpus, gpus = float(resources.get("CPU", 1)), float(resources.get("GPU", 0))
     actors = options.actors or (int(gpus) if gpus >= 1 else max(1, int(cpus) // 2))
@@ -168,7 +181,11 @@ def _plan(
     # threads whatever it reserves): actors leave one CPU's worth of slots to the read and
     # score tasks, so frames keep flowing to and from the models.
     actor_cpus = max(0.05, min(float(threads), (cpus - 1.0) / actors))
-    items = [{"drive": d.index, "path": d.path, "condition": d.condition} for d in todo]
+    items = [
+        {"drive": d.index, "path": d.path, "condition": d.condition, "window": w, "start": start, "stop": stop}
+        for d in todo
+        for w, (start, stop) in enumerate(windows[d.index])
+    ]
     dataset = ray.data.from_items(items, override_num_blocks=len(items))
     dataset = dataset.flat_map(read_drive, num_cpus=LIGHT_TASK_CPUS)
     dataset = dataset.map_batches(

@@ -10,7 +10,6 @@ dropped here, so only class and instance maps travel on.
 from __future__ import annotations
 
 import os
-import pickle
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from seg_perception.apps.fleet.frames import FRAME
-from seg_perception.apps.fleet.records import Outputs, Prediction
+from seg_perception.apps.fleet.records import Outputs, Prediction, pack
 from seg_perception.apps.output_messages import output_messages
 from seg_perception.config.records import InstanceModelConfig, SemanticModelConfig, section
 from seg_perception.errors import ImageError
@@ -54,7 +53,7 @@ def check_model_set(model_set: ModelSet) -> None:
 
 class ModelWorker:
     """Ray Data ``map_batches`` class: ``__init__`` loads the models (once per worker process),
-    ``__call__`` adds ``pred`` (pickled :class:`Prediction`, ``b""`` for non-frames and bad
+    ``__call__`` adds ``pred`` (packed :class:`Prediction`, ``b""`` for non-frames and bad
     frames), ``latency_ms``, ``worker`` (pid) and ``node`` columns and empties ``raw``."""
 
     def __init__(
@@ -89,7 +88,7 @@ class ModelWorker:
                 errors[i] = f"bad frame: {err}"
                 continue
             latency[i] = (time.perf_counter() - started) * 1e3
-            preds[i] = pickle.dumps(prediction, protocol=pickle.HIGHEST_PROTOCOL)
+            preds[i] = pack(prediction)
         out = dict(batch)
         out.update(
             pred=preds,

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from seg_perception.apps.fleet.records import Outputs, Prediction
+from seg_perception.apps.fleet.records import Outputs, Prediction, unpack
 from seg_perception.io import bags
 from seg_perception.io.image import decode_image
 from seg_perception.labels import LabelSet
@@ -54,7 +54,7 @@ def score_batch(
         evals[i] = stats[i] = panels[i] = b""
         if not batch["pred"][i]:
             continue
-        prediction: Prediction = pickle.loads(batch["pred"][i])
+        prediction: Prediction = unpack(batch["pred"][i])
         gt = _ground_truth(batch["gt_label_ids"][i], batch["gt_instance_ids"][i])
         if gt is None:
             stats[i] = pickle.dumps([frame_stats_of(r, None) for r in prediction.outputs])
@@ -73,11 +73,12 @@ def score_batch(
     return out
 
 
-def _ground_truth(label_raw: bytes, instance_raw: bytes) -> tuple[npt.NDArray[Any], npt.NDArray[Any]] | None:
-    if not label_raw or not instance_raw:
+def _ground_truth(label_packed: bytes, instance_packed: bytes) -> tuple[npt.NDArray[Any], npt.NDArray[Any]] | None:
+    """The frame's label-id and instance-id images, from the read stage's packed CDR."""
+    if not label_packed or not instance_packed:
         return None
-    label = decode_image(bags.deserialize(label_raw, bags.IMAGE)).pixels
-    instance = decode_image(bags.deserialize(instance_raw, bags.IMAGE)).pixels
+    label = decode_image(bags.deserialize(unpack(label_packed), bags.IMAGE)).pixels
+    instance = decode_image(bags.deserialize(unpack(instance_packed), bags.IMAGE)).pixels
     return np.array(label), np.array(instance)
 
 
