@@ -118,7 +118,16 @@ class Lifecycle:
         return future.result()
 
     def state(self) -> int:
-        return self._call(self.get, GetState.Request()).current_state.id
+        # A get_state request sent just as the service appears can lose its reply (the server's
+        # reply writer not yet matched with our reader: seen once on Jazzy's Fast DDS, no reply
+        # in 120 s). Asking is idempotent, so ask again every 5 s; transitions are asked once.
+        assert self.get.wait_for_service(timeout_sec=60), f"service {self.get.srv_name} not available"
+        for _ in range(24):
+            future = self.get.call_async(GetState.Request())
+            if self.client.wait_for(future.done, 5):
+                return int(future.result().current_state.id)
+            self.get.remove_pending_request(future)
+        raise AssertionError(f"no reply from {self.get.srv_name} in 120 s")
 
     def transition(self, transition_id: int) -> bool:
         return self._call(self.change, ChangeState.Request(transition=Transition(id=transition_id))).success
