@@ -153,17 +153,29 @@ def model_plan(params: Mapping[str, Any], models: Sequence[str], confidence: boo
     beside them only slows them down. On a GPU (batch 1 unless asked for) reading and
     writing overlap the models.
     """
-    from seg_perception.inference.registry import resolve_device
     from seg_perception.inference.threads import cpu_threads
 
-    if any(resolve_device(str(params.get(f"{m}.device", "auto"))) != "cpu" for m in models):
+    if not on_cpu(params, models):
         return ModelPlan(batch or 1, 0, True)  # batches there are unmeasured: 1 unless asked for
-    batch = batch or (2 if tuple(models) == ("semantic",) and not confidence else 1)
+    batch = batch or auto_batch(params, models, confidence)
     if batch == 1:
         return ModelPlan(batch, 0, False)
     budget = params.get("cpu_threads", 0)
     budget = budget if isinstance(budget, int) and not isinstance(budget, bool) and budget > 0 else cpu_threads()
     return ModelPlan(batch, max(1, min(budget, MAX_MODEL_THREADS)), True)
+
+
+def on_cpu(params: Mapping[str, Any], models: Sequence[str]) -> bool:
+    """Whether every model of ``models`` runs on this process's CPU."""
+    from seg_perception.inference.registry import resolve_device
+
+    return all(resolve_device(str(params.get(f"{m}.device", "auto"))) == "cpu" for m in models)
+
+
+def auto_batch(params: Mapping[str, Any], models: Sequence[str], confidence: bool) -> int:
+    """Frames per model batch that leave the outputs as the serial loop's (:func:`model_plan`):
+    2 on the CPU where class maps are all the models write, else 1."""
+    return 2 if tuple(models) == ("semantic",) and not confidence and on_cpu(params, models) else 1
 
 
 @contextlib.contextmanager

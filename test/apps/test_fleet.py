@@ -197,7 +197,7 @@ def test_fleet_lists_the_corrupt_drive_with_its_error_and_finishes_the_rest(loca
     assert len({r["worker"] for r in table if r["seq"] >= 0}) == 2  # both actors did work
 
 
-def test_fleet_on_a_two_node_cluster_uses_both_nodes_and_reports_the_same(
+def test_fleet_on_a_two_node_cluster_scoring_in_a_stage_uses_both_nodes_and_reports_the_same(
     local_run: dict[str, Any], drives: list[Path], tmp_path: Path
 ) -> None:
     from ray.cluster_utils import Cluster
@@ -206,8 +206,10 @@ def test_fleet_on_a_two_node_cluster_uses_both_nodes_and_reports_the_same(
     try:
         cluster.add_node(num_cpus=1)
         cluster.wait_for_nodes()
-        # Windows of 0.2 s: several read tasks per drive, spread over both nodes.
-        result = fleet(*fleet_args(drives, tmp_path, "--address", cluster.address, "--window-s", "0.2"))
+        # Windows of 0.2 s: several read tasks per drive, spread over both nodes; scored in a
+        # stage of its own (as where actors have GPUs), where the local run scored in the actors.
+        extra = ("--address", cluster.address, "--window-s", "0.2", "--score", "stage")
+        result = fleet(*fleet_args(drives, tmp_path, *extra))
     finally:
         cluster.shutdown()
     assert result.returncode == 1, result.stderr[-3000:]

@@ -63,7 +63,20 @@ def _common_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--threads", type=non_negative_int, default=0, help="inference threads per actor (default: cores/actors)"
     )
-    p.add_argument("--batch-size", type=positive_int, default=4, help="frames per model batch (default 4)")
+    p.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=4,
+        help="frames per call of a model actor (default 4); on the CPU the models run them in pairs where class maps "
+        "are all they write, else one at a time",
+    )
+    p.add_argument(
+        "--score",
+        choices=("auto", "actors", "stage"),
+        default="auto",
+        help="where frames are scored: in the model actors, or in CPU tasks of their own (default auto: in the actors "
+        "unless they have GPUs)",
+    )
     p.add_argument(
         "--window-s",
         type=non_negative_float,
@@ -166,6 +179,7 @@ def _run(
         panels=panels,
         panel_drop=panel_drop,
         keep_predictions=getattr(args, "write_bags", False),
+        score=args.score,
     )
     # `kill` as well as Ctrl-C: the finished drives are on disk; the report covers them.
     signal.signal(signal.SIGTERM, signal.default_int_handler)

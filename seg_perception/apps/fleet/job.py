@@ -2,9 +2,10 @@
 
 Plan: one read task per drive, or per window of a long drive (:func:`frames.read_drive`) ->
 a pool of model actors (:class:`models.ModelWorker`, models loaded once per actor,
-``num_gpus`` each where the cluster has GPUs) -> score tasks on CPU
-(:func:`scoring.score_batch`) -> the driver, which takes each drive's rows in frame order and
-writes its results as soon as it is complete (:class:`collect.DriveCollector`).
+``num_gpus`` each where the cluster has GPUs) which, on the CPU, also score their frames; with
+GPUs, score tasks on CPU (:func:`scoring.score_batch`) -> the driver, which takes each drive's
+rows in frame order and writes its results as soon as it is complete
+(:class:`collect.DriveCollector`).
 
 With no ``--address`` (and no ``RAY_ADDRESS``) Ray starts on this machine, sized for it: its
 cores, an object store of at most a quarter of its memory, no dashboard. Faults: an error in a
@@ -29,7 +30,7 @@ from seg_perception.apps.fleet.collect import DriveCollector
 from seg_perception.apps.fleet.drives import Drive, completed, drive_dir
 from seg_perception.apps.fleet.frames import Survey, read_drive
 from seg_perception.apps.fleet.models import ModelSet, ModelWorker
-from seg_perception.apps.fleet.scoring import score_batch
+from seg_perception.apps.fleet.scoring import ScoreOptions, score_batch
 from seg_perception.errors import BackendError, ConfigError
 from seg_perception.labels import LabelSet
 
@@ -42,13 +43,14 @@ LIGHT_TASK_CPUS = 0.25  # read and score tasks: four fit in the CPU the actors l
 class JobOptions:
     actors: int = 0  # model actors; 0: one per GPU, else one per two cores
     threads: int = 0  # inference threads per actor; 0: the cluster's cores / actors
-    batch_size: int = 4  # frames per model batch
+    batch_size: int = 4  # frames per call of a model actor
     address: str = ""  # an existing cluster ("" : RAY_ADDRESS, else a local one)
     gpus_per_actor: float = -1.0  # -1: 1 where the cluster has GPUs, else 0
     progress: bool = True
     keep_predictions: bool = False  # --write-bags: each drive's outputs into <drive folder>/outputs
     panels: int = 0  # compare: side-by-side frames kept per drive
     panel_drop: float = -1.0
+    score: str = "auto"  # where frames are scored: "actors", "stage" (tasks of their own), "auto" (actors without GPUs)
 
 
 @dataclass
@@ -136,6 +138,8 @@ def _connect(ray: Any, address: str) -> None:
         return
     cores = os.cpu_count() or 1
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    # Ray turns token authentication on for a new local cluster and warns so on every run.
+    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
     # "local": a new cluster here, never one a test or an earlier crash left in /tmp/ray.
     ray.init(address="local", num_cpus=cores, object_store_memory=min(memory // 4, 8 << 30), **quiet)
 
@@ -186,6 +190,8 @@ def _plan(
         for d in todo
         for w, (start, stop) in enumerate(windows[d.index])
     ]
+    score = ScoreOptions(labels, options.keep_predictions, options.panel_drop if options.panels else -1.0)
+    score_in_actors = options.score == "actors" or (options.score == "auto" and gpus_per_actor == 0)
     dataset = ray.data.from_items(items, override_num_blocks=len(items))
     dataset = dataset.flat_map(read_drive, num_cpus=LIGHT_TASK_CPUS)
     dataset = dataset.map_batches(
@@ -195,6 +201,7 @@ def _plan(
             "threads": threads,
             "thumbnails": options.panels > 0,
             "messages": options.keep_predictions,
+            "score": score if score_in_actors else None,
         },
         batch_size=options.batch_size,
         batch_format="numpy",
@@ -204,13 +211,11 @@ def _plan(
         # No restart options: Ray Data's actor pools restart a dead actor and retry its batch
         # without limit by default (max_restarts / max_task_retries = -1).
     )
+    if score_in_actors:
+        return dataset
     return dataset.map_batches(
         score_batch,
-        fn_kwargs={
-            "labels": labels,
-            "keep_predictions": options.keep_predictions,
-            "panel_drop": options.panel_drop if options.panels else -1.0,
-        },
+        fn_kwargs={"options": score},
         batch_size=options.batch_size,
         batch_format="numpy",
         num_cpus=LIGHT_TASK_CPUS,
@@ -222,9 +227,15 @@ def _ray_worker_class(ray: Any) -> type:
         """The model worker, told which cluster node it runs on (the table's ``node`` column)."""
 
         def __init__(
-            self, model_sets: Sequence[ModelSet], threads: int, thumbnails: bool = False, messages: bool = False
+            self,
+            model_sets: Sequence[ModelSet],
+            threads: int,
+            thumbnails: bool = False,
+            messages: bool = False,
+            score: ScoreOptions | None = None,
         ) -> None:
-            super().__init__(model_sets, threads, thumbnails, messages, node=ray.get_runtime_context().get_node_id())
+            node = ray.get_runtime_context().get_node_id()
+            super().__init__(model_sets, threads, thumbnails, messages, node, score)
 
     return RayModelWorker
 

@@ -1,10 +1,14 @@
 """The model stage: a worker that loads each model set once (one for ``fleet``; baseline and
-candidate for ``compare``) and runs every frame of a batch through them, the frame decoded once.
+candidate for ``compare``) and runs the frames of a batch through them, each decoded once.
 
-Frames go through :meth:`PerceptionCore.run` one camera frame at a time, as ``replay`` runs a
-single-camera bag, so a frame's outputs are the same bytes whichever process runs it. The
-predictions leave as one pickled record per frame (:class:`records.Prediction`); the raw frame is
-dropped here, so only class and instance maps travel on.
+Frames go through :meth:`PerceptionCore.run` as ``replay`` runs them (:func:`replay_models.auto_batch`):
+in pairs on the CPU where class maps are all the models write (those come out the same bytes
+in a pair as alone), else one at a time, so a frame's outputs are the same whichever process
+runs it and whatever frame shares its batch. On the CPU the worker also scores its frames
+(``score``: a score stage of its own would be a process taking the models' cores, and one
+more trip of every prediction between processes); where the models have a GPU a CPU stage
+scores them, so the GPU does not wait. The raw frame is dropped here: only what the driver
+needs travels on.
 """
 
 from __future__ import annotations
@@ -21,12 +25,14 @@ import numpy.typing as npt
 
 from seg_perception.apps.fleet.frames import FRAME
 from seg_perception.apps.fleet.records import Outputs, Prediction, pack
+from seg_perception.apps.fleet.scoring import ScoreOptions, scored
 from seg_perception.apps.output_messages import output_messages
+from seg_perception.apps.replay_models import auto_batch
 from seg_perception.config.records import InstanceModelConfig, SemanticModelConfig, section
 from seg_perception.errors import ImageError
 from seg_perception.inference.threads import set_cpu_threads
 from seg_perception.io import bags
-from seg_perception.io.image import to_rgb
+from seg_perception.io.image import DecodedImage, to_rgb
 from seg_perception.pipeline.perception import FrameResult, PerceptionCore, stuff_score
 
 THUMBNAIL_WIDTH = 480  # camera image kept for compare's side-by-side frames
@@ -53,8 +59,10 @@ def check_model_set(model_set: ModelSet) -> None:
 
 class ModelWorker:
     """Ray Data ``map_batches`` class: ``__init__`` loads the models (once per worker process),
-    ``__call__`` adds ``pred`` (packed :class:`Prediction`, ``b""`` for non-frames and bad
-    frames), ``latency_ms``, ``worker`` (pid) and ``node`` columns and empties ``raw``."""
+    ``__call__`` runs the batch's frames and adds ``latency_ms``, ``worker`` (pid) and ``node``
+    columns, empties ``raw`` and, with ``score``, adds the score stage's columns
+    (:func:`scoring.scored`); without, ``pred`` (packed :class:`Prediction`, ``b""`` for
+    non-frames and bad frames) for the score stage."""
 
     def __init__(
         self,
@@ -63,47 +71,77 @@ class ModelWorker:
         thumbnails: bool = False,
         messages: bool = False,
         node: str = "",
+        score: ScoreOptions | None = None,
     ) -> None:
         # Ray sets OMP_NUM_THREADS to the actor's CPUs; the inference threads are set here on purpose.
         set_cpu_threads(threads)
         self.cores = [PerceptionCore.from_params(s.params, s.models) for s in model_sets]
+        # Decided here, where the models run: the driver's devices may not be this node's.
+        self.frames_per_run = min(auto_batch(s.params, s.models, confidence=False) for s in model_sets)
         self.thumbnails = thumbnails
         self.messages = messages
         self.node = node
+        self.score = score
         self.pid = os.getpid()
 
     def __call__(self, batch: dict[str, npt.NDArray[Any]]) -> dict[str, npt.NDArray[Any]]:
         n = len(batch["kind"])
-        preds = np.empty(n, object)
+        predictions: list[Prediction | None] = [None] * n
         latency = np.zeros(n, np.float64)
         errors = np.asarray(batch["error"], object).copy()
-        for i in range(n):
-            preds[i] = b""
-            if batch["kind"][i] != FRAME:
-                continue
+        frames = [i for i in range(n) if batch["kind"][i] == FRAME]
+        for start in range(0, len(frames), self.frames_per_run):
             started = time.perf_counter()
-            try:
-                prediction = self.predict(batch["raw"][i], str(batch["msgtype"][i]))
-            except ImageError as err:
-                errors[i] = f"bad frame: {err}"
-                continue
-            latency[i] = (time.perf_counter() - started) * 1e3
-            preds[i] = pack(prediction)
+            rows = frames[start : start + self.frames_per_run]
+            done = self.predict_rows(batch, rows, errors)
+            per_frame_ms = (time.perf_counter() - started) * 1e3 / max(len(done), 1)  # a frame's share of the run
+            for i, prediction in done.items():
+                predictions[i], latency[i] = prediction, per_frame_ms
         out = dict(batch)
         out.update(
-            pred=preds,
             latency_ms=latency,
             error=errors,
             raw=np.array([b""] * n, object),
             worker=np.full(n, self.pid, np.int64),
             node=np.array([self.node] * n, object),
         )
+        if self.score is not None:
+            return scored(out, predictions, self.score)
+        out["pred"] = np.empty(n, object)
+        for i, frame in enumerate(predictions):
+            out["pred"][i] = pack(frame) if frame is not None else b""
         return out
 
-    def predict(self, raw: bytes, msgtype: str) -> Prediction:
-        """Decode once, run every model set; ImageError for a frame that does not decode."""
-        msg, image = bags.decode_frame(raw, msgtype)
-        results = [core.run([image])[0] for core in self.cores]
+    def predict_rows(
+        self, batch: Mapping[str, npt.NDArray[Any]], rows: Sequence[int], errors: npt.NDArray[Any]
+    ) -> dict[int, Prediction]:
+        """The predictions of the frames in ``rows`` of ``batch``, run together; a frame that
+        does not decode (or convert) gets its ``errors`` entry instead."""
+        decoded = {}
+        for i in rows:
+            try:
+                decoded[i] = bags.decode_frame(batch["raw"][i], str(batch["msgtype"][i]))
+            except ImageError as err:
+                errors[i] = f"bad frame: {err}"
+        try:
+            return dict(zip(decoded, self.predict(list(decoded.values()))))
+        except ImageError as err:
+            if len(decoded) > 1:  # one frame spoiled the run: each alone, so the others keep their outputs
+                return {k: v for i in decoded for k, v in self.predict_rows(batch, [i], errors).items()}
+            errors[next(iter(decoded))] = f"bad frame: {err}"
+            return {}
+
+    def predict(self, frames: Sequence[tuple[Any, DecodedImage]]) -> list[Prediction]:
+        """(message, decoded image) frames through every model set, together."""
+        if not frames:
+            return []
+        images = [image for _, image in frames]
+        results = [core.run(images) for core in self.cores]  # per set, per frame
+        return [
+            self._prediction(msg, image, [per_set[k] for per_set in results]) for k, (msg, image) in enumerate(frames)
+        ]
+
+    def _prediction(self, msg: Any, image: DecodedImage, results: Sequence[FrameResult]) -> Prediction:
         thumbnail = None
         if self.thumbnails:
             rgb = to_rgb(image)

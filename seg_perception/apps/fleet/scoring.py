@@ -1,4 +1,5 @@
-"""The score stage (CPU): each predicted frame with ground truth against it, per model set.
+"""Scoring (CPU): each predicted frame with ground truth against it, per model set; in the
+model workers where they run on the CPU, else a stage of its own (models.py says why).
 
 A frame's contribution to the metrics leaves as a one-frame :class:`StreamEvaluator`; the
 driver merges them in drive and frame order, so the fleet's metrics equal one evaluator fed
@@ -11,14 +12,14 @@ from __future__ import annotations
 
 import pickle
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import cv2
 import numpy as np
 import numpy.typing as npt
 
-from seg_perception.apps.fleet.records import Outputs, Prediction, unpack
+from seg_perception.apps.fleet.records import Outputs, Prediction, pack, unpack
 from seg_perception.io import bags
 from seg_perception.io.image import decode_image
 from seg_perception.labels import LabelSet
@@ -41,35 +42,50 @@ class FrameStats:
     instances: int = 0
 
 
-def score_batch(
-    batch: dict[str, npt.NDArray[Any]], labels: LabelSet, keep_predictions: bool = False, panel_drop: float = -1.0
+@dataclass(frozen=True)
+class ScoreOptions:
+    labels: LabelSet
+    keep_predictions: bool = False  # --write-bags: the output messages go on to the driver
+    panel_drop: float = -1.0  # compare: a side-by-side picture where the candidate lost this much mIoU (> 0)
+
+
+def score_batch(batch: dict[str, npt.NDArray[Any]], options: ScoreOptions) -> dict[str, npt.NDArray[Any]]:
+    """Ray Data ``map_batches`` function, the score stage: :func:`scored` on the model
+    stage's packed predictions (``pred``)."""
+    return scored(batch, [unpack(p) if p else None for p in batch["pred"]], options)
+
+
+def scored(
+    batch: dict[str, npt.NDArray[Any]], predictions: Sequence[Prediction | None], options: ScoreOptions
 ) -> dict[str, npt.NDArray[Any]]:
-    """Ray Data ``map_batches`` function. Adds ``evals`` (pickled one-frame evaluators, one per
-    model set; ``b""`` without ground truth), ``stats`` (pickled FrameStats per set) and
-    ``panel`` (PNG, compare only: when baseline mIoU - candidate mIoU >= ``panel_drop`` > 0);
-    drops the ground-truth images and, unless ``keep_predictions``, the predictions."""
+    """``batch`` with each frame's ``predictions`` scored against its ground truth: adds
+    ``evals`` (pickled one-frame evaluators, one per model set; ``b""`` without ground truth),
+    ``stats`` (pickled FrameStats per set) and ``panel`` (PNG, compare only: when baseline mIoU
+    - candidate mIoU >= ``panel_drop`` > 0); drops the ground-truth images; ``pred`` holds
+    the output messages (packed :class:`Prediction` without outputs) with ``keep_predictions``,
+    else nothing."""
     n = len(batch["kind"])
-    evals, stats, panels = np.empty(n, object), np.empty(n, object), np.empty(n, object)
-    for i in range(n):
-        evals[i] = stats[i] = panels[i] = b""
-        if not batch["pred"][i]:
+    evals, stats, panels, preds = (np.empty(n, object) for _ in range(4))
+    for i, prediction in enumerate(predictions):
+        evals[i] = stats[i] = panels[i] = preds[i] = b""
+        if prediction is None:
             continue
-        prediction: Prediction = unpack(batch["pred"][i])
+        if options.keep_predictions:
+            preds[i] = pack(replace(prediction, outputs=(), thumbnail=None))
         gt = _ground_truth(batch["gt_label_ids"][i], batch["gt_instance_ids"][i])
         if gt is None:
             stats[i] = pickle.dumps([frame_stats_of(r, None) for r in prediction.outputs])
             continue
-        evaluators = [frame_evaluator(r, *gt, str(batch["condition"][i]), labels) for r in prediction.outputs]
+        condition = str(batch["condition"][i])
+        evaluators = [frame_evaluator(r, *gt, condition, options.labels) for r in prediction.outputs]
         frame_stats = [frame_stats_of(r, conf) for r, (_, conf) in zip(prediction.outputs, evaluators)]
         stats[i] = pickle.dumps(frame_stats)
         evals[i] = pickle.dumps([e for e, _ in evaluators], protocol=pickle.HIGHEST_PROTOCOL)
-        if 0 < panel_drop <= frame_stats[0].miou - frame_stats[-1].miou:
-            panels[i] = side_by_side(prediction, gt[0], labels)
+        if 0 < options.panel_drop <= frame_stats[0].miou - frame_stats[-1].miou:
+            panels[i] = side_by_side(prediction, gt[0], options.labels)
     empty = np.array([b""] * n, object)
     out = dict(batch)
-    out.update(evals=evals, stats=stats, panel=panels, gt_label_ids=empty, gt_instance_ids=empty)
-    if not keep_predictions:
-        out["pred"] = empty
+    out.update(evals=evals, stats=stats, panel=panels, pred=preds, gt_label_ids=empty, gt_instance_ids=empty)
     return out
 
 
