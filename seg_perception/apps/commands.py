@@ -93,7 +93,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     """Every frame of a bag through the core; outputs to a new bag, report beside it."""
     import signal
 
-    from seg_perception.apps.replay import ReplayOptions, replay_bag, report_paths
+    from seg_perception.apps.replay import ReplayOptions, replay_bag
+    from seg_perception.apps.replay_report import report_paths
     from seg_perception.pipeline.perception import parse_models
 
     options = ReplayOptions(
