@@ -42,6 +42,7 @@ __all__ = [
     "DecodedImage",
     "ImageMessage",
     "decode_image",
+    "eight_bit",
     "to_rgb",
 ]
 
@@ -332,10 +333,7 @@ def to_rgb(img: DecodedImage) -> npt.NDArray[np.uint8]:
     if img._with_alpha is not None:  # rgba8 / bgra8: cv2 on the 4-channel view is ~30x faster
         code = cv2.COLOR_RGBA2RGB if img.order is ColorOrder.RGB else cv2.COLOR_BGRA2RGB
         return as_uint8(cv2.cvtColor(img._with_alpha, code))
-    if img.pixels.dtype == np.uint16:
-        px = (img.pixels // 257).astype(np.uint8)
-    else:
-        px = cast("npt.NDArray[np.uint8]", img.pixels)  # DecodedImage: uint8 unless mono16
+    px = cast("npt.NDArray[np.uint8]", eight_bit(img).pixels)
     if img.order is ColorOrder.RGB:
         return np.ascontiguousarray(px)
     if img.order is ColorOrder.BGR:
@@ -345,3 +343,12 @@ def to_rgb(img: DecodedImage) -> npt.NDArray[np.uint8]:
     if px.strides[1] != 1:
         px = np.ascontiguousarray(px)
     return as_uint8(cv2.cvtColor(px, cv2.COLOR_GRAY2RGB))
+
+
+def eight_bit(img: DecodedImage) -> DecodedImage:
+    """``img`` with 8-bit pixels: itself when they are, else (mono16, 16-bit grey PNGs) its
+    values mapped linearly as ``value // 257`` (0 -> 0, 65535 -> 255), as rosbags-image's
+    ``image_to_cvimage(msg, "mono8")`` maps them. The models take 8-bit frames only."""
+    if img.pixels.dtype == np.uint8:
+        return img
+    return DecodedImage((img.pixels // 257).astype(np.uint8), img.order)

@@ -42,7 +42,7 @@ from torchvision.models.detection.transform import resize_boxes
 from seg_perception.errors import ConfigError
 from seg_perception.inference.base import Detections, InstanceBackend
 from seg_perception.inference.torch_backend import TorchInstanceBackend
-from seg_perception.io.image import DecodedImage, to_rgb
+from seg_perception.io.image import DecodedImage, eight_bit, to_rgb
 from seg_perception.labels import Label, LabelSet, load_label_set
 from seg_perception.models.instance import build_instance_model, instance_class_names
 from seg_perception.pipeline.overlays import draw_instance_overlay
@@ -352,6 +352,7 @@ class InstanceSegmenter:
         """Run a batch. Each result has its own frame's resolution."""
         if not images:
             return []
+        images = [eight_bit(img) for img in images]  # a mono16 camera's frames too
         self._batch = resize_batch(images, self.input_size, out=self._batch)
         results = []
         for img, det in zip(images, self.detect(self._batch)):

@@ -22,7 +22,7 @@ from seg_perception.inference.engine_policy import (
     switch_decision,
 )
 from seg_perception.inference.registry import SemanticArtifacts, create_semantic_backend, resolve_device
-from seg_perception.io.image import DecodedImage, to_rgb
+from seg_perception.io.image import DecodedImage, eight_bit, to_rgb
 from seg_perception.labels import LabelSet, load_label_set
 from seg_perception.models.semantic import build_semantic_model
 from seg_perception.pipeline.overlays import blend_overlay
@@ -98,6 +98,7 @@ class SemanticSegmenter:
         """
         if not images:
             return []
+        images = [eight_bit(img) for img in images]  # a mono16 camera's frames too
         backend = self.backend  # read once: a batch runs wholly on one backend (see switch_backend)
         if isinstance(backend, FullFrameBackend) and backend.takes_full_frames:
             # e.g. torch on CUDA: one upload of the full frames, resized on the GPU

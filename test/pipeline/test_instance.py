@@ -333,6 +333,20 @@ def test_the_segmenter_maps_each_frames_detections_to_its_own_resolution(mobilen
     assert seg.segment([]) == []
 
 
+def test_a_mono16_frame_is_segmented_as_its_8_bit_grey(mobilenet_small) -> None:
+    """An IR camera's frames (mono16) run, as ``value // 257`` in 8 bits (rosbags-image's
+    mono8 of them), beside another camera's in one batch."""
+    seg = InstanceSegmenter(mobilenet_small, LABELS, SMALL, score_threshold=0.05, mask_threshold=0.3)
+    wide = np.random.default_rng(5).integers(0, 65536, (120, 160), np.uint16)
+    grey = (wide // 257).astype(np.uint8)
+    rgb = DecodedImage(np.random.default_rng(6).integers(0, 256, (96, 128, 3), np.uint8), ColorOrder.RGB)
+    mono16, beside = seg.segment([DecodedImage(wide, ColorOrder.MONO), rgb])
+    expected, _ = seg.segment([DecodedImage(grey, ColorOrder.MONO), rgb])  # the same batch: the same arithmetic
+    assert mono16.instances and np.array_equal(mono16.instance_map, expected.instance_map)
+    assert [r.score for r in mono16.instances] == [r.score for r in expected.instances]
+    assert beside.instance_map.shape == (96, 128)
+
+
 @pytest.mark.parametrize("arch", sorted(INSTANCE_ARCHITECTURES))
 def test_both_architectures_build_and_segment_a_batch_of_frames_in_eval_mode(arch: str, mobilenet_small) -> None:
     if arch == MOBILENET:

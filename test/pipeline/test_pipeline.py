@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import importlib.util
 import threading
+from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -13,7 +15,7 @@ from seg_perception.config.records import SemanticModelConfig
 from seg_perception.errors import BackendError, CheckpointError, ConfigError
 from seg_perception.inference.base import SemanticBackend
 from seg_perception.inference.registry import SemanticArtifacts, create_semantic_backend
-from seg_perception.io.image import ColorOrder, DecodedImage
+from seg_perception.io.image import ColorOrder, DecodedImage, decode_image
 from seg_perception.metrics.latency import RollingStats
 from seg_perception.models.semantic import build_semantic_model, read_checkpoint
 from seg_perception.pipeline.overlays import blend_overlay
@@ -232,6 +234,29 @@ def test_segmenter_returns_maps_at_each_frames_own_resolution() -> None:
     assert np.array_equal(alone.class_map, results[1].class_map)
     assert seg.overlay(frames[0], results[0], 0.5).shape == (48, 97, 3)
     assert seg.segment([]) == []
+
+
+def test_a_mono16_camera_is_segmented_as_rosbags_image_reads_it_as_mono8_even_beside_another_camera(
+    semantic_checkpoint: Path,
+) -> None:
+    """An IR or 16-bit machine-vision camera: the models take 8 bits, as rosbags-image (and
+    cv_bridge) give them; one such frame in a batch must not spoil the other camera's."""
+    from rosbags.image import image_to_cvimage
+    from rosbags.typesys import Stores, get_typestore
+
+    types = get_typestore(Stores.ROS2_HUMBLE).types
+    wide = cv2.resize(np.random.default_rng(2).integers(0, 65536, (9, 13), np.uint16), (130, 90))
+    header = types["std_msgs/msg/Header"](types["builtin_interfaces/msg/Time"](0, 0), "ir")
+    data = np.frombuffer(wide.astype(">u2").tobytes(), np.uint8)  # big-endian, as some drivers send
+    msg = types["sensor_msgs/msg/Image"](header, 90, 130, "mono16", 1, 260, data)
+    theirs = DecodedImage(np.asarray(image_to_cvimage(msg, "mono8")), ColorOrder.MONO)
+    rgb = DecodedImage(np.random.default_rng(3).integers(0, 256, (48, 97, 3), np.uint8), ColorOrder.RGB)
+    seg = SemanticSegmenter.from_config(_small(checkpoint=str(semantic_checkpoint)))
+    rgb_alone = seg.segment([rgb])[0].class_map
+    mono16, beside = seg.segment([decode_image(msg), rgb])
+    assert np.array_equal(mono16.class_map, seg.segment([theirs])[0].class_map)
+    assert np.array_equal(beside.class_map, rgb_alone)
+    assert len(np.unique(mono16.class_map)) > 1  # a meaningful comparison
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

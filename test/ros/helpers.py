@@ -16,7 +16,7 @@ from sensor_msgs.msg import Image
 from seg_perception.ros.tools.harness import GraphClient, find_message, status_values
 from seg_perception.synthetic.frames import generate_frame
 
-CHANNELS = {"rgb8": 3, "bgr8": 3, "mono8": 1, "rgba8": 4, "bgra8": 4, "yuv422_yuy2": 2, "bayer_rggb8": 1}
+CHANNELS = {"rgb8": 3, "bgr8": 3, "mono8": 1, "rgba8": 4, "bgra8": 4, "yuv422_yuy2": 2, "bayer_rggb8": 1, "mono16": 2}
 
 
 # Untrained Mask R-CNN scores every class near 1/9 and every mask pixel near 0.5: low thresholds
@@ -50,9 +50,14 @@ def make_image(encoding: str, width: int, height: int, step_pad: int = 0, seed: 
     of padding at the end of each row."""
     rng = np.random.default_rng(seed)
     channels = CHANNELS[encoding]
-    row = width * channels
-    base = rng.integers(0, 256, (height // 8 + 1, width // 8 + 1, channels), np.uint8)
-    pixels = cv2.resize(base, (width, height), interpolation=cv2.INTER_LINEAR).reshape(height, row)
+    row = width * channels  # bytes
+    if encoding == "mono16":  # the full 16-bit range, little-endian, as an IR or 12/16-bit camera sends
+        base16 = rng.integers(0, 65536, (height // 8 + 1, width // 8 + 1), np.uint16)
+        wide = cv2.resize(base16, (width, height), interpolation=cv2.INTER_LINEAR).astype("<u2")
+        pixels = wide.view(np.uint8).reshape(height, row)
+    else:
+        base = rng.integers(0, 256, (height // 8 + 1, width // 8 + 1, channels), np.uint8)
+        pixels = cv2.resize(base, (width, height), interpolation=cv2.INTER_LINEAR).reshape(height, row)
     padded = np.zeros((height, row + step_pad), np.uint8)
     padded[:, :row] = pixels
     msg = Image(height=height, width=width, encoding=encoding, is_bigendian=0, step=row + step_pad)

@@ -1,6 +1,6 @@
 """One node, several cameras: newest frame per camera, one batch per cycle, outputs under each
 camera with that frame's own header, equal to the offline core on that frame alone, and a
-slow camera never starved by a fast one."""
+slow camera never starved by a fast one; a 16-bit camera among them spoils no batch."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ NS = "/multi"
 CAMERAS = {
     "front": ("rgb8", 640, 480, 1),
     "front_left": ("bgr8", 320, 240, 8),
-    "rear": ("mono8", 800, 600, 40),
+    "rear": ("mono16", 800, 600, 40),  # an IR camera: 16-bit frames in the others' batches
 }
 TICK_S = 0.025
 LOAD_S = 10.0

@@ -17,7 +17,7 @@ from sensor_msgs.msg import CompressedImage, Image
 
 from seg_perception.config.records import SemanticModelConfig
 from seg_perception.io.compressed import decode_compressed
-from seg_perception.io.image import decode_image
+from seg_perception.io.image import decode_image, eight_bit
 from seg_perception.labels import load_label_set
 from seg_perception.models.semantic import SemanticHead, build_semantic_model
 from seg_perception.pipeline.postprocess import upsample_nearest
@@ -55,7 +55,7 @@ def near_ties(head: SemanticHead, msg: Image, input_size: tuple[int, int]) -> np
     """Pixels of the frame whose class the offline scores cannot decide (gap below TIE)."""
     image = decode_image(msg)
     with torch.inference_mode():
-        scores = head.logits(torch.from_numpy(resize_batch([image], input_size)))[0]
+        scores = head.logits(torch.from_numpy(resize_batch([eight_bit(image)], input_size)))[0]
     top2 = scores.topk(2, dim=0).values
     ties = ((top2[0] - top2[1]) < TIE).numpy().astype(np.uint8)
     return upsample_nearest(ties, (image.height, image.width)).astype(bool)
@@ -84,6 +84,7 @@ CASES = [
     ("bgr8", 333, 250, 0),  # odd width
     ("rgb8", 321, 240, 5),  # padded step
     ("mono8", 300, 200, 3),
+    ("mono16", 300, 200, 2),  # an IR or 16-bit machine-vision camera
     ("rgba8", 256, 192, 0),
     ("yuv422_yuy2", 320, 240, 0),
     ("bayer_rggb8", 320, 240, 0),
