@@ -1,6 +1,6 @@
 """The fleet's model worker in this process (no Ray): frames run in pairs where class maps are
-all the models write, with the class maps of frames run alone; a frame that does not decode is
-its own error; scoring in the worker gives what the score stage gives."""
+all the models write, with the class maps of frames run alone; a frame that does not decode, or
+that the models fail on, is its own error; scoring in the worker gives what the score stage gives."""
 
 from __future__ import annotations
 
@@ -67,6 +67,43 @@ def test_semantic_frames_run_in_pairs_with_the_class_maps_of_frames_run_alone(
             got = unpack(out["pred"][i]).outputs[0].class_map
             assert np.array_equal(got, expected.class_map), f"frame {i}"
             assert out["latency_ms"][i] > 0 and out["raw"][i] == b""
+
+
+class FailsOnOneFrame:
+    """The models, failing on one frame as a model may on a frame it cannot take: the one
+    fault a test cannot make the real models raise on demand."""
+
+    def __init__(self, core: PerceptionCore, pixels: np.ndarray) -> None:
+        self.core, self.pixels = core, pixels
+
+    def run(self, images: list[Any], **kwargs: Any) -> Any:
+        if any(np.array_equal(np.asarray(image.pixels), self.pixels) for image in images):
+            raise RuntimeError("the model cannot take this frame")
+        return self.core.run(images, **kwargs)
+
+
+def test_a_frame_the_models_fail_on_is_its_own_error_and_its_pair_keeps_its_outputs(
+    batch: dict[str, Any], params: dict[str, Any]
+) -> None:
+    in_order = [i for i, kind in enumerate(batch["kind"]) if kind == FRAME]
+    frames = [i for i in in_order if i != BROKEN]
+    faulty, partner = frames[-2], frames[-1]
+    assert in_order.index(faulty) % 2 == 0 and in_order[in_order.index(faulty) + 1] == partner  # run as a pair
+    _, image = bags.decode_frame(batch["raw"][faulty], batch["msgtype"][faulty])
+    with single_threaded_models(True):
+        worker = ModelWorker([ModelSet("m", params, ("semantic",))], threads=1)
+        alone = PerceptionCore.from_params(params, ["semantic"])
+        worker.cores = [FailsOnOneFrame(worker.cores[0], np.asarray(image.pixels).copy())]  # type: ignore[list-item]
+        out = worker(dict(batch))
+    assert worker.frames_per_run == 2
+    assert out["error"][faulty] == "models failed: RuntimeError: the model cannot take this frame"
+    assert out["pred"][faulty] == b""
+    for i in frames:
+        if i != faulty:
+            assert out["error"][i] == "", (i, out["error"][i])
+            expected = alone.run([bags.decode_frame(batch["raw"][i], batch["msgtype"][i])[1]])[0].semantic
+            assert expected is not None
+            assert np.array_equal(unpack(out["pred"][i]).outputs[0].class_map, expected.class_map), i
 
 
 def test_frames_run_one_at_a_time_where_the_models_write_more_than_class_maps(params: dict[str, Any]) -> None:

@@ -116,7 +116,7 @@ class ModelWorker:
         self, batch: Mapping[str, npt.NDArray[Any]], rows: Sequence[int], errors: npt.NDArray[Any]
     ) -> dict[int, Prediction]:
         """The predictions of the frames in ``rows`` of ``batch``, run together; a frame that
-        does not decode (or convert) gets its ``errors`` entry instead."""
+        does not decode, or that the models fail on, gets its ``errors`` entry instead."""
         decoded = {}
         for i in rows:
             try:
@@ -125,10 +125,12 @@ class ModelWorker:
                 errors[i] = f"bad frame: {err}"
         try:
             return dict(zip(decoded, self.predict(list(decoded.values()))))
-        except ImageError as err:
-            if len(decoded) > 1:  # one frame spoiled the run: each alone, so the others keep their outputs
+        except Exception as err:
+            # Broad on purpose: one frame the models fail on is its own error row, as a broken
+            # drive is, not the end of a fleet of drives (nor of its pair: each is run alone).
+            if len(decoded) > 1:
                 return {k: v for i in decoded for k, v in self.predict_rows(batch, [i], errors).items()}
-            errors[next(iter(decoded))] = f"bad frame: {err}"
+            errors[next(iter(decoded))] = f"models failed: {type(err).__name__}: {err}"
             return {}
 
     def predict(self, frames: Sequence[tuple[Any, DecodedImage]]) -> list[Prediction]:
