@@ -157,7 +157,7 @@ def model_plan(params: Mapping[str, Any], models: Sequence[str], confidence: boo
 
     if not on_cpu(params, models):
         return ModelPlan(batch or 1, 0, True)  # batches there are unmeasured: 1 unless asked for
-    batch = batch or auto_batch(params, models, confidence)
+    batch = batch or (2 if class_maps_only(models, confidence) else 1)
     if batch == 1:
         return ModelPlan(batch, 0, False)
     budget = params.get("cpu_threads", 0)
@@ -172,10 +172,15 @@ def on_cpu(params: Mapping[str, Any], models: Sequence[str]) -> bool:
     return all(resolve_device(str(params.get(f"{m}.device", "auto"))) == "cpu" for m in models)
 
 
+def class_maps_only(models: Sequence[str], confidence: bool) -> bool:
+    """Whether class maps are all ``models`` write: the outputs batches leave bit-identical."""
+    return tuple(models) == ("semantic",) and not confidence
+
+
 def auto_batch(params: Mapping[str, Any], models: Sequence[str], confidence: bool) -> int:
     """Frames per model batch that leave the outputs as the serial loop's (:func:`model_plan`):
     2 on the CPU where class maps are all the models write, else 1."""
-    return 2 if tuple(models) == ("semantic",) and not confidence and on_cpu(params, models) else 1
+    return 2 if class_maps_only(models, confidence) and on_cpu(params, models) else 1
 
 
 @contextlib.contextmanager
